@@ -1,0 +1,239 @@
+package keys
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Global is the tenant of keys that belong to no tenant (health checks,
+// system data). It is allowed even when isolation is enforced, but only
+// when asked for explicitly with Tenant(Global) or WithTenant(ctx, Global).
+const Global = "global"
+
+// MaxPartLen is the longest accepted key part, in bytes.
+const MaxPartLen = 256
+
+const defaultVersion = "v1"
+
+var (
+	// ErrTenantRequired is returned by Build when tenant isolation is
+	// enforced and neither a Tenant part nor the context names a tenant.
+	ErrTenantRequired = errors.New("keys: tenant required: tenant isolation is enforced and no tenant was given")
+
+	// ErrInvalidKey is returned when a key part is empty, too long, or
+	// contains a separator, whitespace, a control character or a brace.
+	ErrInvalidKey = errors.New("keys: invalid key part")
+)
+
+// Builder builds keys under one prefix. It is immutable and safe for
+// concurrent use.
+type Builder struct {
+	prefix  string
+	version string
+	enforce bool
+}
+
+// Option configures a Builder.
+type Option func(*Builder)
+
+// EnforceTenantIsolation makes Build fail with ErrTenantRequired when no
+// tenant is given, instead of using the global tenant.
+func EnforceTenantIsolation() Option {
+	return func(b *Builder) { b.enforce = true }
+}
+
+// DefaultVersion sets the version used when a call gives no Version part.
+// The default is "v1".
+func DefaultVersion(v string) Option {
+	return func(b *Builder) { b.version = v }
+}
+
+// New returns a Builder for keys under prefix, e.g. "fastapi_template".
+func New(prefix string, opts ...Option) (*Builder, error) {
+	b := &Builder{prefix: prefix, version: defaultVersion}
+	for _, o := range opts {
+		o(b)
+	}
+	if err := validate("prefix", prefix); err != nil {
+		return nil, err
+	}
+	if err := validate("version", b.version); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Prefix returns the builder's prefix.
+func (b *Builder) Prefix() string { return b.prefix }
+
+// TenantIsolation reports whether the builder enforces tenant isolation.
+func (b *Builder) TenantIsolation() bool { return b.enforce }
+
+// Version returns the version used when a call gives none.
+func (b *Builder) Version() string { return b.version }
+
+// Part is an optional component of one key: its tenant, version or suffix.
+// Parts are plain values, so passing them costs no allocation.
+type Part struct {
+	kind partKind
+	val  string
+}
+
+type partKind uint8
+
+const (
+	partNone partKind = iota
+	partTenant
+	partVersion
+	partSuffix
+)
+
+// Tenant sets the key's tenant, overriding the one in the context.
+func Tenant(id string) Part { return Part{partTenant, id} }
+
+// Version sets the key's version, overriding the builder's default.
+func Version(v string) Part { return Part{partVersion, v} }
+
+// Suffix appends a variation suffix, e.g. "with_memberships". An empty
+// suffix means no suffix, as in the Python template.
+func Suffix(s string) Part { return Part{partSuffix, s} }
+
+// Build returns the key for resource and id.
+func (b *Builder) Build(ctx context.Context, resource, id string, parts ...Part) (string, error) {
+	var buf [192]byte
+	k, err := b.Append(buf[:0], ctx, resource, id, parts...)
+	if err != nil {
+		return "", err
+	}
+	return string(k), nil
+}
+
+// Append appends the key for resource and id to dst and returns the
+// extended slice. With a dst of enough capacity it does not allocate, which
+// is what lets a cache look a key up without building a string.
+func (b *Builder) Append(dst []byte, ctx context.Context, resource, id string, parts ...Part) ([]byte, error) {
+	tenant, version, suffix, err := b.resolve(ctx, parts)
+	if err != nil {
+		return dst, err
+	}
+	if err := validate("resource", resource); err != nil {
+		return dst, err
+	}
+	if err := validate("id", id); err != nil {
+		return dst, err
+	}
+	dst = append(dst, b.prefix...)
+	dst = append(dst, ":tenant-"...)
+	dst = append(dst, tenant...)
+	dst = append(dst, ':')
+	dst = append(dst, resource...)
+	dst = append(dst, ':')
+	dst = append(dst, id...)
+	dst = append(dst, ':')
+	dst = append(dst, version...)
+	if suffix != "" {
+		dst = append(dst, ':')
+		dst = append(dst, suffix...)
+	}
+	return dst, nil
+}
+
+func (b *Builder) resolve(ctx context.Context, parts []Part) (tenant, version, suffix string, err error) {
+	version = b.version
+	hasTenant := false
+	for _, p := range parts {
+		switch p.kind {
+		case partTenant:
+			tenant, hasTenant = p.val, true
+		case partVersion:
+			version = p.val
+		case partSuffix:
+			suffix = p.val
+		}
+	}
+	if !hasTenant && ctx != nil {
+		tenant, hasTenant = TenantFrom(ctx)
+	}
+	if !hasTenant {
+		if b.enforce {
+			return "", "", "", ErrTenantRequired
+		}
+		tenant = Global
+	}
+	if err = validate("tenant", tenant); err != nil {
+		return "", "", "", err
+	}
+	if err = validate("version", version); err != nil {
+		return "", "", "", err
+	}
+	if suffix != "" {
+		if err = validate("suffix", suffix); err != nil {
+			return "", "", "", err
+		}
+	}
+	return tenant, version, suffix, nil
+}
+
+// ValidatePart reports whether s is acceptable as a key part; what names
+// the part in the error.
+func ValidatePart(what, s string) error { return validate(what, s) }
+
+func validate(what, s string) error {
+	if s == "" {
+		return &partError{what: what, val: s, why: "is empty"}
+	}
+	if len(s) > MaxPartLen {
+		return &partError{what: what, val: s[:32] + "...", why: fmt.Sprintf("is longer than %d bytes", MaxPartLen)}
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			return validateUnicode(what, s)
+		}
+		if c <= ' ' || c == 0x7f || c == ':' || c == '{' || c == '}' {
+			return &partError{what: what, val: s, why: fmt.Sprintf("contains %q", c)}
+		}
+	}
+	return nil
+}
+
+func validateUnicode(what, s string) error {
+	for _, r := range s {
+		switch {
+		case r == utf8.RuneError:
+			return &partError{what: what, val: s, why: "is not valid UTF-8"}
+		case r == ':' || r == '{' || r == '}' || unicode.IsSpace(r) || unicode.IsControl(r):
+			return &partError{what: what, val: s, why: fmt.Sprintf("contains %q", r)}
+		case !unicode.IsPrint(r) && !unicode.IsGraphic(r):
+			return &partError{what: what, val: s, why: fmt.Sprintf("contains %U", r)}
+		}
+	}
+	return nil
+}
+
+type partError struct {
+	what, val, why string
+}
+
+func (e *partError) Error() string {
+	return fmt.Sprintf("keys: invalid key part: %s %q %s", e.what, e.val, e.why)
+}
+
+func (e *partError) Unwrap() error { return ErrInvalidKey }
+
+type tenantKey struct{}
+
+// WithTenant returns a copy of ctx that carries tenantID. Keys built with
+// that context use it unless a call names a tenant with Tenant.
+func WithTenant(ctx context.Context, tenantID string) context.Context {
+	return context.WithValue(ctx, tenantKey{}, tenantID)
+}
+
+// TenantFrom returns the tenant carried by ctx, if any.
+func TenantFrom(ctx context.Context) (string, bool) {
+	t, ok := ctx.Value(tenantKey{}).(string)
+	return t, ok
+}

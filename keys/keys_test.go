@@ -1,0 +1,227 @@
+package keys_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/tieredcache/tieredcache/keys"
+)
+
+func TestBuildLayout(t *testing.T) {
+	b, err := keys.New("fastapi_template")
+	if err != nil {
+		t.Fatal(err)
+	}
+	enforced, err := keys.New("fastapi_template", keys.EnforceTenantIsolation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	org123 := keys.WithTenant(context.Background(), "org-123")
+	bg := context.Background()
+
+	tests := []struct {
+		name     string
+		b        *keys.Builder
+		ctx      context.Context
+		resource string
+		id       string
+		parts    []keys.Part
+		want     string
+	}{
+		{"basic", b, bg, "user", "uuid-456", nil, "fastapi_template:tenant-global:user:uuid-456:v1"},
+		{"tenant from context", b, org123, "user", "uuid-456", nil, "fastapi_template:tenant-org-123:user:uuid-456:v1"},
+		{"tenant from context, enforced", enforced, org123, "user", "uuid-456", nil, "fastapi_template:tenant-org-123:user:uuid-456:v1"},
+		{"explicit tenant", b, bg, "organization", "uuid-012", []keys.Part{keys.Tenant("org-789")}, "fastapi_template:tenant-org-789:organization:uuid-012:v1"},
+		{"explicit tenant overrides context", enforced, org123, "organization", "uuid-012", []keys.Part{keys.Tenant("org-789")}, "fastapi_template:tenant-org-789:organization:uuid-012:v1"},
+		{"suffix", b, bg, "user", "uuid-456", []keys.Part{keys.Suffix("with_memberships")}, "fastapi_template:tenant-global:user:uuid-456:v1:with_memberships"},
+		{"empty suffix is no suffix", b, bg, "user", "uuid-456", []keys.Part{keys.Suffix("")}, "fastapi_template:tenant-global:user:uuid-456:v1"},
+		{"version", b, bg, "user", "uuid-456", []keys.Part{keys.Version("v2")}, "fastapi_template:tenant-global:user:uuid-456:v2"},
+		{"explicit global, enforced", enforced, bg, "health", "status", []keys.Part{keys.Tenant(keys.Global)}, "fastapi_template:tenant-global:health:status:v1"},
+		{"global in context, enforced", enforced, keys.WithTenant(bg, keys.Global), "health", "status", nil, "fastapi_template:tenant-global:health:status:v1"},
+		{"all parts", b, org123, "user", "uuid-456", []keys.Part{keys.Version("v3"), keys.Suffix("with_orgs"), keys.Tenant("org-9")}, "fastapi_template:tenant-org-9:user:uuid-456:v3:with_orgs"},
+		{"unicode id", b, bg, "user", "josé", nil, "fastapi_template:tenant-global:user:josé:v1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.b.Build(tt.ctx, tt.resource, tt.id, tt.parts...)
+			if err != nil {
+				t.Fatalf("Build: %v", err)
+			}
+			if got != tt.want {
+				t.Fatalf("Build = %q, want %q", got, tt.want)
+			}
+			app, err := tt.b.Append([]byte("x|"), tt.ctx, tt.resource, tt.id, tt.parts...)
+			if err != nil || string(app) != "x|"+tt.want {
+				t.Fatalf("Append = %q, %v; want %q", app, err, "x|"+tt.want)
+			}
+		})
+	}
+}
+
+func TestDefaultVersion(t *testing.T) {
+	b, err := keys.New("app", keys.DefaultVersion("v7"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Build(context.Background(), "user", "1")
+	if err != nil || got != "app:tenant-global:user:1:v7" {
+		t.Fatalf("Build = %q, %v", got, err)
+	}
+	got, err = b.Build(context.Background(), "user", "1", keys.Version("v8"))
+	if err != nil || got != "app:tenant-global:user:1:v8" {
+		t.Fatalf("Build = %q, %v", got, err)
+	}
+}
+
+func TestTenantRequired(t *testing.T) {
+	b, err := keys.New("app", keys.EnforceTenantIsolation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.TenantIsolation() {
+		t.Fatal("TenantIsolation() = false")
+	}
+	_, err = b.Build(context.Background(), "user", "1")
+	if !errors.Is(err, keys.ErrTenantRequired) {
+		t.Fatalf("Build without tenant = %v, want ErrTenantRequired", err)
+	}
+}
+
+func TestInvalidParts(t *testing.T) {
+	b, err := keys.New("app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bg := context.Background()
+	long := strings.Repeat("a", keys.MaxPartLen+1)
+	tests := []struct {
+		name     string
+		ctx      context.Context
+		resource string
+		id       string
+		parts    []keys.Part
+	}{
+		{"empty id", bg, "user", "", nil},
+		{"empty resource", bg, "", "1", nil},
+		{"colon in id", bg, "user", "1:2", nil},
+		{"colon in resource", bg, "us:er", "1", nil},
+		{"forged tenant in context", keys.WithTenant(bg, "org-1:user"), "user", "1", nil},
+		{"forged tenant part", bg, "user", "1", []keys.Part{keys.Tenant("org-1:user")}},
+		{"empty tenant part", bg, "user", "1", []keys.Part{keys.Tenant("")}},
+		{"empty tenant in context", keys.WithTenant(bg, ""), "user", "1", nil},
+		{"space", bg, "user", "a b", nil},
+		{"tab", bg, "user", "a\tb", nil},
+		{"newline", bg, "user", "a\nb", nil},
+		{"nul", bg, "user", "a\x00b", nil},
+		{"del", bg, "user", "a\x7fb", nil},
+		{"unicode space", bg, "user", "a\u00a0b", nil},
+		{"unicode line separator", bg, "user", "a\u2028b", nil},
+		{"zero width joiner", bg, "user", "a\u200db", nil},
+		{"invalid utf8", bg, "user", "a\xffb", nil},
+		{"hash tag open", bg, "user", "a{b", nil},
+		{"hash tag close", bg, "user", "a}b", nil},
+		{"too long", bg, "user", long, nil},
+		{"empty version", bg, "user", "1", []keys.Part{keys.Version("")}},
+		{"colon in version", bg, "user", "1", []keys.Part{keys.Version("v1:x")}},
+		{"colon in suffix", bg, "user", "1", []keys.Part{keys.Suffix("a:b")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k, err := b.Build(tt.ctx, tt.resource, tt.id, tt.parts...)
+			if !errors.Is(err, keys.ErrInvalidKey) {
+				t.Fatalf("Build = %q, %v; want ErrInvalidKey", k, err)
+			}
+		})
+	}
+	if err := keys.ValidatePart("id", strings.Repeat("a", keys.MaxPartLen)); err != nil {
+		t.Fatalf("part of MaxPartLen bytes rejected: %v", err)
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	for _, prefix := range []string{"", "a:b", "a b", "{app}"} {
+		if _, err := keys.New(prefix); !errors.Is(err, keys.ErrInvalidKey) {
+			t.Errorf("New(%q) = %v, want ErrInvalidKey", prefix, err)
+		}
+	}
+	if _, err := keys.New("app", keys.DefaultVersion("")); !errors.Is(err, keys.ErrInvalidKey) {
+		t.Errorf("New with empty default version = %v, want ErrInvalidKey", err)
+	}
+}
+
+func TestTenantFrom(t *testing.T) {
+	if _, ok := keys.TenantFrom(context.Background()); ok {
+		t.Fatal("TenantFrom(Background) reported a tenant")
+	}
+	ctx := keys.WithTenant(context.Background(), "org-1")
+	if got, ok := keys.TenantFrom(ctx); !ok || got != "org-1" {
+		t.Fatalf("TenantFrom = %q, %v", got, ok)
+	}
+}
+
+func TestAppendDoesNotAllocate(t *testing.T) {
+	b, err := keys.New("fastapi_template")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := keys.WithTenant(context.Background(), "org-123")
+	buf := make([]byte, 0, 128)
+	allocs := testing.AllocsPerRun(100, func() {
+		_, _ = b.Append(buf[:0], ctx, "user", "uuid-456", keys.Suffix("with_memberships"))
+	})
+	if allocs != 0 {
+		t.Fatalf("Append allocates %v times per call, want 0", allocs)
+	}
+}
+
+func BenchmarkAppend(b *testing.B) {
+	kb, err := keys.New("fastapi_template")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := keys.WithTenant(context.Background(), "org-123")
+	buf := make([]byte, 0, 128)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf, _ = kb.Append(buf[:0], ctx, "user", "uuid-456")
+	}
+}
+
+// FuzzBuild checks that no accepted input can produce a key whose segments
+// read back differently: the tenant, resource and id of a built key are
+// exactly the ones given.
+func FuzzBuild(f *testing.F) {
+	f.Add("org-1", "user", "uuid-456", "v1", "")
+	f.Add("org-1:user", "x", "y", "v1", "s")
+	f.Add("global", "user", "a\u00a0b", "v2", "with_orgs")
+	b, err := keys.New("fz")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, tenant, resource, id, version, suffix string) {
+		ctx := keys.WithTenant(context.Background(), tenant)
+		k, err := b.Build(ctx, resource, id, keys.Version(version), keys.Suffix(suffix))
+		if err != nil {
+			if !errors.Is(err, keys.ErrInvalidKey) {
+				t.Fatalf("unexpected error kind: %v", err)
+			}
+			return
+		}
+		segs := strings.Split(k, ":")
+		want := 5
+		if suffix != "" {
+			want = 6
+		}
+		if len(segs) != want {
+			t.Fatalf("key %q has %d segments, want %d", k, len(segs), want)
+		}
+		if segs[0] != "fz" || segs[1] != "tenant-"+tenant || segs[2] != resource || segs[3] != id || segs[4] != version {
+			t.Fatalf("key %q does not read back as (%q, %q, %q, %q)", k, tenant, resource, id, version)
+		}
+		if strings.ContainsAny(k, "{} \t\r\n") {
+			t.Fatalf("key %q contains a brace or whitespace", k)
+		}
+	})
+}
