@@ -1,0 +1,216 @@
+package local
+
+import (
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+)
+
+// EntryOverhead is the estimated memory, in bytes, that one entry costs
+// beyond its key and value: the entry itself, ristretto's store item and
+// map slot, and its admission and eviction bookkeeping. It is added to the
+// cost of every Install so that MaxBytes bounds memory, not just payload.
+const EntryOverhead = 184
+
+const numStripes = 4096
+
+// Config configures a Cache.
+type Config struct {
+	// MaxBytes is the memory budget in bytes. Required.
+	MaxBytes int64
+
+	// Counters is the number of admission counters ristretto keeps; about
+	// ten per entry the budget holds is ideal. Default: MaxBytes/64.
+	Counters int64
+
+	// OnEvict, if set, is called when the policy evicts an entry to make
+	// room. OnReject, if set, is called when the policy refuses a new entry.
+	// Both run on ristretto's goroutine and must be quick.
+	OnEvict  func()
+	OnReject func()
+}
+
+// Stamp records a key's stripe generation and the cache epoch at one moment.
+type Stamp struct {
+	gen, epoch uint64
+}
+
+// Follows reports whether s was taken right after exactly one Invalidate
+// of the stripe that prev was taken of, with no Flush between: the
+// invalidation of a writer that took prev before its write, and no other.
+func (s Stamp) Follows(prev Stamp) bool {
+	return s.epoch == prev.epoch && s.gen == prev.gen+1
+}
+
+type entry[V any] struct {
+	key   string
+	val   V
+	epoch uint64
+}
+
+type stripe struct {
+	mu  sync.Mutex
+	gen atomic.Uint64
+}
+
+// Cache is the in-process tier. It is safe for concurrent use.
+type Cache[V any] struct {
+	rc      *ristretto.Cache[uint64, *entry[V]]
+	seed    maphash.Seed
+	epoch   atomic.Uint64
+	dropped atomic.Uint64
+	closed  atomic.Bool
+	stripes [numStripes]stripe
+}
+
+// New returns a Cache with the given budget.
+func New[V any](cfg Config) (*Cache[V], error) {
+	if cfg.MaxBytes <= 0 {
+		return nil, errors.New("local: MaxBytes must be positive")
+	}
+	counters := cfg.Counters
+	if counters == 0 {
+		counters = max(cfg.MaxBytes/64, 1024)
+	}
+	if counters < 0 {
+		return nil, errors.New("local: Counters must not be negative")
+	}
+	rcfg := &ristretto.Config[uint64, *entry[V]]{
+		NumCounters:        counters,
+		MaxCost:            cfg.MaxBytes,
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+		KeyToHash:          func(k uint64) (uint64, uint64) { return k, 0 },
+	}
+	if f := cfg.OnEvict; f != nil {
+		rcfg.OnEvict = func(*ristretto.Item[*entry[V]]) { f() }
+	}
+	if f := cfg.OnReject; f != nil {
+		rcfg.OnReject = func(*ristretto.Item[*entry[V]]) { f() }
+	}
+	rc, err := ristretto.NewCache(rcfg)
+	if err != nil {
+		return nil, fmt.Errorf("local: %w", err)
+	}
+	return &Cache[V]{rc: rc, seed: maphash.MakeSeed()}, nil
+}
+
+// Hash returns the lookup hash of key.
+func (c *Cache[V]) Hash(key []byte) uint64 { return maphash.Bytes(c.seed, key) }
+
+// HashString returns the lookup hash of key; it equals Hash([]byte(key)).
+func (c *Cache[V]) HashString(key string) uint64 { return maphash.String(c.seed, key) }
+
+// Get returns the value stored for key, whose hash is h.
+func (c *Cache[V]) Get(h uint64, key []byte) (v V, ok bool) {
+	if c.closed.Load() {
+		return v, false
+	}
+	defer closeRace()
+	e, ok := c.rc.Get(h)
+	if !ok || e.key != string(key) || e.epoch != c.epoch.Load() {
+		return v, false
+	}
+	return e.val, true
+}
+
+// closeRace absorbs the panic ristretto raises when an operation that
+// started before Close touches a channel Close has closed. Close waits a
+// grace period first, so this is a last resort against a stalled goroutine.
+func closeRace() {
+	if r := recover(); r != nil {
+		if err, ok := r.(error); !ok || err.Error() != "send on closed channel" {
+			panic(r)
+		}
+	}
+}
+
+// Stamp returns the current stamp of the key whose hash is h. Take it
+// before reading the value that will be installed.
+func (c *Cache[V]) Stamp(h uint64) Stamp {
+	return Stamp{gen: c.stripe(h).gen.Load(), epoch: c.epoch.Load()}
+}
+
+// Install stores v under key (hash h) for ttl (zero means no expiry), if
+// neither Invalidate for this key's stripe nor Flush ran since s was taken.
+// cost is the value's size in bytes; the key and EntryOverhead are added.
+// It reports whether the value was handed to the cache, which may still
+// drop or reject it.
+func (c *Cache[V]) Install(h uint64, key string, v V, cost int64, ttl time.Duration, s Stamp) bool {
+	if ttl < 0 || c.closed.Load() {
+		return false
+	}
+	defer closeRace()
+	st := c.stripe(h)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.gen.Load() != s.gen || c.epoch.Load() != s.epoch {
+		return false
+	}
+	e := &entry[V]{key: key, val: v, epoch: s.epoch}
+	if !c.rc.SetWithTTL(h, e, cost+int64(len(key))+EntryOverhead, ttl) {
+		c.dropped.Add(1)
+		return false
+	}
+	return true
+}
+
+// Invalidate drops the key whose hash is h and moves its stripe's
+// generation, so that installs stamped before this call fail.
+func (c *Cache[V]) Invalidate(h uint64) {
+	st := c.stripe(h)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.gen.Add(1)
+	if c.closed.Load() {
+		return
+	}
+	defer closeRace()
+	c.rc.Del(h)
+}
+
+// Flush makes every entry read as a miss and fails every install stamped
+// before it. It is O(1); the dropped entries' memory is reclaimed as
+// ristretto evicts or overwrites them.
+func (c *Cache[V]) Flush() { c.epoch.Add(1) }
+
+// Wait blocks until every install handed to ristretto so far has been
+// applied or rejected. It costs a round trip through ristretto's buffer.
+func (c *Cache[V]) Wait() {
+	if c.closed.Load() {
+		return
+	}
+	defer closeRace()
+	c.rc.Wait()
+}
+
+// Dropped returns how many installs ristretto dropped because its buffer
+// was full.
+func (c *Cache[V]) Dropped() uint64 { return c.dropped.Load() }
+
+// Cost returns the bytes currently accounted for, out of MaxBytes.
+func (c *Cache[V]) Cost() int64 { return c.rc.MaxCost() - c.rc.RemainingCost() }
+
+// Close releases the cache's goroutines; lookups afterwards miss and
+// installs are refused. Callers should stop using the cache first: ristretto
+// is not safe to close under concurrent use, so Close marks the cache closed,
+// gives operations already under way a grace period, then closes it.
+func (c *Cache[V]) Close() {
+	if c.closed.Swap(true) {
+		return
+	}
+	time.Sleep(closeGrace)
+	c.rc.Close()
+}
+
+const closeGrace = 2 * time.Millisecond
+
+func (c *Cache[V]) stripe(h uint64) *stripe {
+	// The low bits pick ristretto's shard; use high bits for stripes.
+	return &c.stripes[(h>>32)%numStripes]
+}

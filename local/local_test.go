@@ -1,0 +1,205 @@
+package local_test
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/tieredcache/tieredcache/local"
+)
+
+func newCache(t testing.TB, maxBytes int64) *local.Cache[string] {
+	t.Helper()
+	c, err := local.New[string](local.Config{MaxBytes: maxBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func install(t testing.TB, c *local.Cache[string], key, val string) {
+	t.Helper()
+	h := c.HashString(key)
+	if !c.Install(h, key, val, int64(len(val)), 0, c.Stamp(h)) {
+		t.Fatalf("Install(%q) refused", key)
+	}
+	c.Wait()
+}
+
+func get(c *local.Cache[string], key string) (string, bool) {
+	return c.Get(c.Hash([]byte(key)), []byte(key))
+}
+
+func TestInstallGet(t *testing.T) {
+	c := newCache(t, 1<<20)
+	install(t, c, "a", "1")
+	if v, ok := get(c, "a"); !ok || v != "1" {
+		t.Fatalf("Get(a) = %q, %v", v, ok)
+	}
+	if _, ok := get(c, "b"); ok {
+		t.Fatal("Get(b) hit")
+	}
+	if c.Hash([]byte("a")) != c.HashString("a") {
+		t.Fatal("Hash and HashString disagree")
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	for _, cfg := range []local.Config{{}, {MaxBytes: -1}, {MaxBytes: 10, Counters: -1}} {
+		if _, err := local.New[int](cfg); err == nil {
+			t.Errorf("New(%+v) succeeded", cfg)
+		}
+	}
+}
+
+func TestEntryKeyIsVerified(t *testing.T) {
+	c := newCache(t, 1<<20)
+	install(t, c, "a", "1")
+	// Look up another key under a's hash: a collision must read as a miss.
+	if v, ok := c.Get(c.HashString("a"), []byte("b")); ok {
+		t.Fatalf("colliding lookup returned %q", v)
+	}
+}
+
+func TestInvalidateFailsOlderStamps(t *testing.T) {
+	c := newCache(t, 1<<20)
+	h := c.HashString("k")
+	s := c.Stamp(h)
+	c.Invalidate(h)
+	if c.Install(h, "k", "stale", 5, 0, s) {
+		t.Fatal("install stamped before Invalidate succeeded")
+	}
+	c.Wait()
+	if _, ok := get(c, "k"); ok {
+		t.Fatal("stale value visible")
+	}
+	install(t, c, "k", "fresh")
+	c.Invalidate(h)
+	c.Wait()
+	if _, ok := get(c, "k"); ok {
+		t.Fatal("value visible after Invalidate")
+	}
+}
+
+func TestFlush(t *testing.T) {
+	c := newCache(t, 1<<20)
+	install(t, c, "a", "1")
+	h := c.HashString("b")
+	s := c.Stamp(h)
+	c.Flush()
+	if _, ok := get(c, "a"); ok {
+		t.Fatal("entry survived Flush")
+	}
+	if c.Install(h, "b", "2", 1, 0, s) {
+		t.Fatal("install stamped before Flush succeeded")
+	}
+	install(t, c, "a", "3")
+	if v, ok := get(c, "a"); !ok || v != "3" {
+		t.Fatalf("after Flush and reinstall Get(a) = %q, %v", v, ok)
+	}
+}
+
+func TestTTL(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, err := local.New[string](local.Config{MaxBytes: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		h := c.HashString("a")
+		if !c.Install(h, "a", "1", 1, time.Second, c.Stamp(h)) {
+			t.Fatal("Install refused")
+		}
+		c.Wait()
+		if _, ok := get(c, "a"); !ok {
+			t.Fatal("miss before TTL")
+		}
+		time.Sleep(time.Second + time.Millisecond)
+		if _, ok := get(c, "a"); ok {
+			t.Fatal("hit after TTL")
+		}
+		if c.Install(h, "a", "1", 1, -1, c.Stamp(h)) {
+			t.Fatal("negative TTL accepted")
+		}
+	})
+}
+
+func TestCostAccounting(t *testing.T) {
+	c := newCache(t, 1<<20)
+	install(t, c, "key", "value")
+	want := int64(len("value") + len("key") + local.EntryOverhead)
+	if got := c.Cost(); got != want {
+		t.Fatalf("Cost() = %d, want %d", got, want)
+	}
+}
+
+func TestBudgetHolds(t *testing.T) {
+	const budget = 64 << 10
+	c := newCache(t, budget)
+	val := string(make([]byte, 200))
+	for i := range 2000 {
+		k := fmt.Sprintf("k%d", i)
+		h := c.HashString(k)
+		c.Install(h, k, val, int64(len(val)), 0, c.Stamp(h))
+	}
+	c.Wait()
+	if got := c.Cost(); got > budget {
+		t.Fatalf("Cost() = %d over budget %d", got, budget)
+	}
+}
+
+func TestClosed(t *testing.T) {
+	c, err := local.New[string](local.Config{MaxBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	install(t, c, "a", "1")
+	c.Close()
+	c.Close()
+	if _, ok := get(c, "a"); ok {
+		t.Fatal("hit after Close")
+	}
+	h := c.HashString("a")
+	if c.Install(h, "a", "1", 1, 0, c.Stamp(h)) {
+		t.Fatal("Install accepted after Close")
+	}
+	c.Invalidate(h)
+	c.Wait()
+}
+
+// TestNoResurrection races installers against invalidators on one key. Each
+// round an installer stamps, then (after the invalidator has run) installs a
+// stale value; whatever the interleaving of the Install and Invalidate calls,
+// once both have returned the stale value must not be readable.
+func TestNoResurrection(t *testing.T) {
+	c := newCache(t, 1<<20)
+	const key = "hot"
+	h := c.HashString(key)
+	for round := range 2000 {
+		stale := fmt.Sprint("stale-", round)
+		s := c.Stamp(h)
+		var wg sync.WaitGroup
+		wg.Go(func() { c.Install(h, key, stale, 8, 0, s) })
+		wg.Go(func() { c.Invalidate(h) })
+		wg.Wait()
+		// The invalidation came after the stamp, so whichever ran first the
+		// stale value must be gone once the buffered writes are applied.
+		c.Wait()
+		if v, ok := get(c, key); ok {
+			t.Fatalf("round %d: stale value %q visible after Invalidate", round, v)
+		}
+	}
+}
+
+func BenchmarkGet(b *testing.B) {
+	c := newCache(b, 1<<20)
+	install(b, c, "fastapi_template:tenant-global:user:uuid-456:v1", "v")
+	key := []byte("fastapi_template:tenant-global:user:uuid-456:v1")
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Get(c.Hash(key), key)
+	}
+}
