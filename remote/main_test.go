@@ -1,0 +1,9 @@
+package remote_test
+
+import (
+	"testing"
+
+	"github.com/tieredcache/tieredcache/internal/redistest"
+)
+
+func TestMain(m *testing.M) { redistest.Main(m) }

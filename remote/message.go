@@ -1,0 +1,90 @@
+package remote
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Message kinds.
+const (
+	// KindInvalidate says the keys changed: drop any local copy.
+	KindInvalidate = "invalidate"
+	// KindFill says the keys were just loaded into Redis by a lease holder:
+	// drop any local copy and wake processes waiting for them.
+	KindFill = "fill"
+)
+
+// Limits on bus messages. A message over them is malformed.
+const (
+	MaxMessageBytes = 1 << 20
+	MaxMessageKeys  = 10000
+	MaxKeyBytes     = 4096
+)
+
+// ErrMalformed is wrapped by every DecodeMessage error.
+var ErrMalformed = errors.New("remote: malformed bus message")
+
+// Message is one invalidation on the bus. On the wire it is JSON, so any
+// service, in any language, can publish one:
+//
+//	{"origin":"api-7f9c","kind":"invalidate","keys":["app:tenant-global:user:42:v1"]}
+type Message struct {
+	// Origin identifies the publishing process; a process ignores its own.
+	Origin string `json:"origin"`
+	// Kind is KindInvalidate (the default when empty) or KindFill. Unknown
+	// kinds are treated as KindInvalidate: dropping a copy is always safe.
+	Kind string `json:"kind,omitempty"`
+	// Keys are the full Redis keys concerned.
+	Keys []string `json:"keys"`
+}
+
+// EncodeMessage returns the wire form of m.
+func EncodeMessage(m Message) ([]byte, error) {
+	if err := m.validate(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(m)
+}
+
+// DecodeMessage parses and validates the wire form of a message.
+func DecodeMessage(data []byte) (Message, error) {
+	var m Message
+	if len(data) > MaxMessageBytes {
+		return m, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(data), MaxMessageBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&m); err != nil {
+		return Message{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if dec.More() {
+		return Message{}, fmt.Errorf("%w: trailing data", ErrMalformed)
+	}
+	if err := m.validate(); err != nil {
+		return Message{}, err
+	}
+	if m.Kind == "" {
+		m.Kind = KindInvalidate
+	}
+	return m, nil
+}
+
+func (m Message) validate() error {
+	switch {
+	case m.Origin == "":
+		return fmt.Errorf("%w: no origin", ErrMalformed)
+	case len(m.Origin) > MaxKeyBytes:
+		return fmt.Errorf("%w: origin longer than %d bytes", ErrMalformed, MaxKeyBytes)
+	case len(m.Keys) == 0:
+		return fmt.Errorf("%w: no keys", ErrMalformed)
+	case len(m.Keys) > MaxMessageKeys:
+		return fmt.Errorf("%w: %d keys, limit %d", ErrMalformed, len(m.Keys), MaxMessageKeys)
+	}
+	for _, k := range m.Keys {
+		if k == "" || len(k) > MaxKeyBytes {
+			return fmt.Errorf("%w: key of %d bytes", ErrMalformed, len(k))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,120 @@
+package remote_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/tieredcache/tieredcache/remote"
+)
+
+func TestMessageRoundTrip(t *testing.T) {
+	in := remote.Message{Origin: "a", Kind: remote.KindFill, Keys: []string{"k1", "k2"}}
+	b, err := remote.EncodeMessage(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := remote.DecodeMessage(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Origin != "a" || out.Kind != remote.KindFill || len(out.Keys) != 2 || out.Keys[1] != "k2" {
+		t.Fatalf("round trip = %+v", out)
+	}
+}
+
+func TestDecodeMessageDefaultsAndExtensions(t *testing.T) {
+	m, err := remote.DecodeMessage([]byte(`{"origin":"py-1","keys":["k"],"extra":true}`))
+	if err != nil || m.Kind != remote.KindInvalidate {
+		t.Fatalf("DecodeMessage = %+v, %v", m, err)
+	}
+}
+
+func TestDecodeMessageMalformed(t *testing.T) {
+	bad := []string{
+		``,
+		`not json`,
+		`{"origin":"a","keys":[]}`,
+		`{"origin":"","keys":["k"]}`,
+		`{"keys":["k"]}`,
+		`{"origin":"a"}`,
+		`{"origin":"a","keys":[""]}`,
+		`{"origin":"a","keys":[1]}`,
+		`{"origin":"a","keys":"k"}`,
+		`{"origin":"a","keys":["k"]} {}`,
+		`[]`,
+		`{"origin":"a","keys":["` + strings.Repeat("x", remote.MaxKeyBytes+1) + `"]}`,
+		`{"origin":"a","keys":["k"],"pad":"` + strings.Repeat("x", remote.MaxMessageBytes) + `"}`,
+	}
+	for _, s := range bad {
+		if m, err := remote.DecodeMessage([]byte(s)); !errors.Is(err, remote.ErrMalformed) {
+			name := s
+			if len(name) > 60 {
+				name = name[:60] + "..."
+			}
+			t.Errorf("DecodeMessage(%q) = %+v, %v; want ErrMalformed", name, m, err)
+		}
+	}
+}
+
+func TestEncodeMessageValidates(t *testing.T) {
+	if _, err := remote.EncodeMessage(remote.Message{Origin: "a"}); !errors.Is(err, remote.ErrMalformed) {
+		t.Fatalf("EncodeMessage without keys = %v", err)
+	}
+}
+
+func FuzzDecodeMessage(f *testing.F) {
+	f.Add([]byte(`{"origin":"a","kind":"fill","keys":["k1","k2"]}`))
+	f.Add([]byte(`{"origin":"a","keys":[""]}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := remote.DecodeMessage(data)
+		if err != nil {
+			if !errors.Is(err, remote.ErrMalformed) {
+				t.Fatalf("error not ErrMalformed: %v", err)
+			}
+			return
+		}
+		if m.Origin == "" || len(m.Keys) == 0 || m.Kind == "" {
+			t.Fatalf("accepted an invalid message: %+v", m)
+		}
+		for _, k := range m.Keys {
+			if k == "" {
+				t.Fatal("accepted an empty key")
+			}
+		}
+		// What was accepted must survive a round trip.
+		b, err := remote.EncodeMessage(m)
+		if err != nil {
+			t.Fatalf("re-encode: %v", err)
+		}
+		if _, err := remote.DecodeMessage(b); err != nil {
+			t.Fatalf("re-decode: %v", err)
+		}
+	})
+}
+
+func FuzzJSONCodec(f *testing.F) {
+	f.Add([]byte(`{"id":"uuid-456","name":"Ada","orgs":["org-1"]}`))
+	f.Add([]byte(`{"id":`))
+	f.Add([]byte("\xff"))
+	type user struct {
+		ID   string   `json:"id"`
+		Name string   `json:"name"`
+		Orgs []string `json:"orgs"`
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var u user
+		if err := (remote.JSON{}).Unmarshal(data, &u); err != nil {
+			return
+		}
+		b, err := (remote.JSON{}).Marshal(u)
+		if err != nil {
+			t.Fatalf("Marshal after Unmarshal: %v", err)
+		}
+		var u2 user
+		if err := (remote.JSON{}).Unmarshal(b, &u2); err != nil {
+			t.Fatalf("Unmarshal of own output %q: %v", b, err)
+		}
+	})
+}

@@ -1,0 +1,255 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrMiss is returned when a key holds no value.
+var ErrMiss = errors.New("remote: miss")
+
+// Client is the part of go-redis a Store needs. redis.UniversalClient
+// satisfies it, and so do *redis.Client, *redis.ClusterClient and
+// *redis.Ring.
+type Client interface {
+	redis.Cmdable
+	redis.Scripter
+}
+
+// Entry is one value to write, with the lease key that guards its loads.
+type Entry struct {
+	Key, Lease string
+	Value      []byte
+	TTL        time.Duration // zero or negative: no expiry
+}
+
+// Store reads and writes values in Redis.
+type Store struct {
+	rdb     Client
+	timeout time.Duration
+	single  bool
+}
+
+// NewStore returns a Store over rdb whose calls each last at most timeout
+// (zero means only the caller's context bounds them).
+//
+// go-redis applies context deadlines to socket reads and writes only when
+// the client was made with ContextTimeoutEnabled; otherwise its own
+// ReadTimeout and WriteTimeout (3 s by default) bound a hung server.
+func NewStore(rdb Client, timeout time.Duration) *Store {
+	_, single := rdb.(*redis.Client)
+	return &Store{rdb: rdb, timeout: timeout, single: single}
+}
+
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.timeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+// Get returns the value of key, or ErrMiss.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	b, err := s.rdb.Get(ctx, key).Bytes()
+	switch {
+	case err == nil:
+		return b, nil
+	case errors.Is(err, redis.Nil):
+		return nil, ErrMiss
+	default:
+		return nil, fmt.Errorf("remote: GET %s: %w", key, err)
+	}
+}
+
+// GetWithLease returns the value of key (nil if absent) and whether its
+// lease is held, in one round trip.
+func (s *Store) GetWithLease(ctx context.Context, key, lease string) ([]byte, bool, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	var get *redis.StringCmd
+	var exists *redis.IntCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, key)
+		exists = p.Exists(ctx, lease)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, false, fmt.Errorf("remote: GET %s: %w", key, err)
+	}
+	b, err := get.Bytes()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, false, fmt.Errorf("remote: GET %s: %w", key, err)
+	}
+	n, err := exists.Result()
+	if err != nil {
+		return nil, false, fmt.Errorf("remote: EXISTS %s: %w", lease, err)
+	}
+	return b, n > 0, nil
+}
+
+// MGet returns the values of keys in order, nil where a key holds none, in
+// one round trip: MGET on a single node, pipelined GETs where keys may live
+// on different nodes (Cluster, Ring), so keys in different hash slots never
+// fail with CROSSSLOT.
+func (s *Store) MGet(ctx context.Context, keys []string) ([][]byte, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	out := make([][]byte, len(keys))
+	if s.single {
+		vals, err := s.rdb.MGet(ctx, keys...).Result()
+		if err != nil {
+			return nil, fmt.Errorf("remote: MGET (%d keys): %w", len(keys), err)
+		}
+		for i, v := range vals {
+			if str, ok := v.(string); ok {
+				out[i] = []byte(str)
+			}
+		}
+		return out, nil
+	}
+	cmds := make([]*redis.StringCmd, len(keys))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.Get(ctx, k)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("remote: GET pipeline (%d keys): %w", len(keys), err)
+	}
+	for i, c := range cmds {
+		b, err := c.Bytes()
+		switch {
+		case err == nil:
+			out[i] = b
+		case !errors.Is(err, redis.Nil):
+			return nil, fmt.Errorf("remote: GET %s: %w", keys[i], err)
+		}
+	}
+	return out, nil
+}
+
+// setScript writes a value, clears its lease so that a load that started
+// before this write cannot overwrite it, and publishes the invalidation.
+var setScript = redis.NewScript(`
+if ARGV[2] == '0' then
+  redis.call('SET', KEYS[1], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+redis.call('DEL', KEYS[2])
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+return 1
+`)
+
+// delScript deletes a value and its lease and publishes the invalidation.
+var delScript = redis.NewScript(`
+local n = redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2])
+if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
+return n
+`)
+
+// TTLArg renders ttl as the millisecond argument the scripts take; zero or
+// negative means no expiry. A positive ttl under a millisecond rounds up.
+func TTLArg(ttl time.Duration) string {
+	if ttl <= 0 {
+		return "0"
+	}
+	return strconv.FormatInt(max(int64(ttl/time.Millisecond), 1), 10)
+}
+
+// Set writes e, clears its lease and publishes msg on channel (no publish
+// when channel is empty), atomically.
+func (s *Store) Set(ctx context.Context, e Entry, channel string, msg []byte) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	err := setScript.Run(ctx, s.rdb, []string{e.Key, e.Lease}, e.Value, TTLArg(e.TTL), channel, msg).Err()
+	if err != nil {
+		return fmt.Errorf("remote: SET %s: %w", e.Key, err)
+	}
+	return nil
+}
+
+// Delete removes key and its lease and publishes msg on channel (no publish
+// when channel is empty), atomically.
+func (s *Store) Delete(ctx context.Context, key, lease, channel string, msg []byte) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	err := delScript.Run(ctx, s.rdb, []string{key, lease}, channel, msg).Err()
+	if err != nil {
+		return fmt.Errorf("remote: DEL %s: %w", key, err)
+	}
+	return nil
+}
+
+// SetMany writes every entry, clearing their leases, then publishes msg on
+// channel, in one pipelined round trip. It is not atomic: on error some
+// entries may have been written, and the invalidation may not have been
+// sent.
+func (s *Store) SetMany(ctx context.Context, entries []Entry, channel string, msg []byte) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, e := range entries {
+			ttl := e.TTL
+			if ttl < 0 {
+				ttl = 0
+			}
+			p.Set(ctx, e.Key, e.Value, ttl)
+			p.Del(ctx, e.Lease)
+		}
+		if channel != "" {
+			p.Publish(ctx, channel, msg)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("remote: SET pipeline (%d keys): %w", len(entries), err)
+	}
+	return nil
+}
+
+// Unlink removes key without touching its lease or publishing: it drops a
+// value that could not be decoded.
+func (s *Store) Unlink(ctx context.Context, key string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if err := s.rdb.Unlink(ctx, key).Err(); err != nil {
+		return fmt.Errorf("remote: UNLINK %s: %w", key, err)
+	}
+	return nil
+}
+
+// Publish sends msg on channel.
+func (s *Store) Publish(ctx context.Context, channel string, msg []byte) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if err := s.rdb.Publish(ctx, channel, msg).Err(); err != nil {
+		return fmt.Errorf("remote: PUBLISH %s: %w", channel, err)
+	}
+	return nil
+}
+
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("remote: PING: %w", err)
+	}
+	return nil
+}

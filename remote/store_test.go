@@ -1,0 +1,164 @@
+package remote_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tieredcache/tieredcache/internal/redistest"
+	"github.com/tieredcache/tieredcache/remote"
+)
+
+func newStore(t *testing.T) (*remote.Store, *redis.Client, string) {
+	t.Helper()
+	srv := redistest.Shared(t)
+	rdb := srv.Client(t)
+	return remote.NewStore(rdb, time.Second), rdb, redistest.Prefix(t)
+}
+
+func TestGetMiss(t *testing.T) {
+	s, _, p := newStore(t)
+	_, err := s.Get(context.Background(), p+":absent")
+	if !errors.Is(err, remote.ErrMiss) {
+		t.Fatalf("Get(absent) = %v, want ErrMiss", err)
+	}
+}
+
+func TestSetGetDelete(t *testing.T) {
+	s, rdb, p := newStore(t)
+	ctx := context.Background()
+	key, lease := p+":k", "{"+p+":k}:lease"
+	rdb.Set(ctx, lease, "someone", time.Minute)
+
+	sub := rdb.Subscribe(ctx, p+":bus")
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := s.Set(ctx, remote.Entry{Key: key, Lease: lease, Value: []byte(`{"a":1}`), TTL: time.Minute}, p+":bus", []byte("m1")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, key)
+	if err != nil || string(got) != `{"a":1}` {
+		t.Fatalf("Get = %q, %v", got, err)
+	}
+	if n := rdb.Exists(ctx, lease).Val(); n != 0 {
+		t.Fatal("Set left the lease in place")
+	}
+	if ttl := rdb.PTTL(ctx, key).Val(); ttl <= 0 || ttl > time.Minute {
+		t.Fatalf("PTTL = %v", ttl)
+	}
+	msg, err := sub.ReceiveMessage(ctx)
+	if err != nil || msg.Payload != "m1" {
+		t.Fatalf("published %v, %v", msg, err)
+	}
+
+	rdb.Set(ctx, lease, "someone", time.Minute)
+	if err := s.Delete(ctx, key, lease, p+":bus", []byte("m2")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, key); !errors.Is(err, remote.ErrMiss) {
+		t.Fatalf("Get after Delete = %v", err)
+	}
+	if n := rdb.Exists(ctx, lease).Val(); n != 0 {
+		t.Fatal("Delete left the lease in place")
+	}
+	msg, err = sub.ReceiveMessage(ctx)
+	if err != nil || msg.Payload != "m2" {
+		t.Fatalf("published %v, %v", msg, err)
+	}
+}
+
+func TestSetWithoutTTL(t *testing.T) {
+	s, rdb, p := newStore(t)
+	ctx := context.Background()
+	if err := s.Set(ctx, remote.Entry{Key: p + ":k", Lease: p + ":l", Value: []byte("1")}, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := rdb.TTL(ctx, p+":k").Val(); ttl != -1 {
+		t.Fatalf("TTL = %v, want none", ttl)
+	}
+	rdb.Del(ctx, p+":k")
+}
+
+func TestGetWithLease(t *testing.T) {
+	s, rdb, p := newStore(t)
+	ctx := context.Background()
+	key, lease := p+":k", "{"+p+":k}:lease"
+	v, held, err := s.GetWithLease(ctx, key, lease)
+	if err != nil || v != nil || held {
+		t.Fatalf("empty: %q %v %v", v, held, err)
+	}
+	rdb.Set(ctx, lease, "x", time.Minute)
+	v, held, err = s.GetWithLease(ctx, key, lease)
+	if err != nil || v != nil || !held {
+		t.Fatalf("leased: %q %v %v", v, held, err)
+	}
+	rdb.Set(ctx, key, "val", time.Minute)
+	v, held, err = s.GetWithLease(ctx, key, lease)
+	if err != nil || string(v) != "val" || !held {
+		t.Fatalf("filled: %q %v %v", v, held, err)
+	}
+}
+
+func TestMGetAndSetMany(t *testing.T) {
+	s, rdb, p := newStore(t)
+	ctx := context.Background()
+	sub := rdb.Subscribe(ctx, p+":bus")
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	entries := []remote.Entry{
+		{Key: p + ":a", Lease: "{" + p + ":a}:lease", Value: []byte("1"), TTL: time.Minute},
+		{Key: p + ":b", Lease: "{" + p + ":b}:lease", Value: []byte("2"), TTL: time.Minute},
+	}
+	rdb.Set(ctx, entries[0].Lease, "someone", time.Minute)
+	if err := s.SetMany(ctx, entries, p+":bus", []byte("warm")); err != nil {
+		t.Fatal(err)
+	}
+	if n := rdb.Exists(ctx, entries[0].Lease).Val(); n != 0 {
+		t.Fatal("SetMany left a lease in place")
+	}
+	vals, err := s.MGet(ctx, []string{p + ":a", p + ":missing", p + ":b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(vals[0]) != "1" || vals[1] != nil || string(vals[2]) != "2" {
+		t.Fatalf("MGet = %q", vals)
+	}
+	if msg, err := sub.ReceiveMessage(ctx); err != nil || msg.Payload != "warm" {
+		t.Fatalf("published %v, %v", msg, err)
+	}
+	if vals, err := s.MGet(ctx, nil); err != nil || vals != nil {
+		t.Fatalf("MGet(nil) = %v, %v", vals, err)
+	}
+}
+
+func TestDownIsNotMiss(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	defer rdb.Close()
+	s := remote.NewStore(rdb, time.Second)
+	_, err := s.Get(context.Background(), "k")
+	if err == nil || errors.Is(err, remote.ErrMiss) {
+		t.Fatalf("Get on a dead server = %v; want an error that is not ErrMiss", err)
+	}
+	if err := s.Ping(context.Background()); err == nil {
+		t.Fatal("Ping on a dead server succeeded")
+	}
+}
+
+func TestTTLArg(t *testing.T) {
+	for _, tt := range []struct {
+		in   time.Duration
+		want string
+	}{{0, "0"}, {-time.Second, "0"}, {time.Microsecond, "1"}, {1500 * time.Millisecond, "1500"}} {
+		if got := remote.TTLArg(tt.in); got != tt.want {
+			t.Errorf("TTLArg(%v) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
