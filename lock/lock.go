@@ -1,0 +1,277 @@
+// Package lock provides the cross-process load leases that stop a cold key
+// from being loaded by every process at once.
+//
+// A lease is a short-lived redislock lock on a key beside the value key
+// ([Key]). The process that obtains it loads the value and stores it with
+// [Lease.Fill], which writes the value only if the lease still holds: a
+// write or delete of the key meanwhile removes the lease (the remote store's
+// scripts do that), so a value loaded before that write is returned to its
+// callers but never cached. This is the lease of Facebook's memcache paper.
+//
+// Leases are stampede protection, not mutual exclusion: a lease can expire
+// under a slow loader, and redislock is not safe across a Redis failover.
+// Correctness never depends on holding one; only the number of loads does.
+package lock
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bsm/redislock"
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrHeld is returned by Acquire when another caller holds the lease.
+var ErrHeld = errors.New("lock: lease held by another loader")
+
+const leaseSuffix = ":lease"
+
+// Key returns the lease key for valueKey. It hashes to the same Redis
+// Cluster slot as valueKey, so scripts can touch both: a key without a
+// hash tag gets its whole text as the lease key's tag; a key with one keeps
+// it.
+func Key(valueKey string) string {
+	if hasHashTag(valueKey) {
+		return valueKey + leaseSuffix
+	}
+	return "{" + valueKey + "}" + leaseSuffix
+}
+
+// hasHashTag reports whether Redis Cluster would hash only part of key: a
+// '{' followed later by a '}' with at least one byte between them.
+func hasHashTag(key string) bool {
+	open := strings.IndexByte(key, '{')
+	if open < 0 {
+		return false
+	}
+	end := strings.IndexByte(key[open+1:], '}')
+	return end > 0
+}
+
+// Client is the part of go-redis a Leaser needs; redis.UniversalClient
+// satisfies it.
+type Client interface {
+	redis.Scripter
+	Pipeline() redis.Pipeliner
+}
+
+// Leaser obtains leases. It is safe for concurrent use.
+type Leaser struct {
+	rdb     Client
+	locks   *redislock.Client
+	ttl     time.Duration
+	timeout time.Duration
+}
+
+// New returns a Leaser whose leases last ttl unless filled or released,
+// and whose Redis calls each last at most timeout (zero: only the caller's
+// context bounds them).
+func New(rdb Client, ttl, timeout time.Duration) (*Leaser, error) {
+	if ttl <= 0 {
+		return nil, errors.New("lock: lease TTL must be positive")
+	}
+	return &Leaser{rdb: rdb, locks: redislock.New(rdb), ttl: ttl, timeout: timeout}, nil
+}
+
+// TTL returns the lease lifetime.
+func (l *Leaser) TTL() time.Duration { return l.ttl }
+
+func (l *Leaser) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if l.timeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, l.timeout)
+}
+
+// Acquire tries once, without waiting, to take the lease on valueKey. It
+// returns ErrHeld if someone else holds it and another error if Redis
+// could not answer.
+func (l *Leaser) Acquire(ctx context.Context, valueKey string) (*Lease, error) {
+	bctx, cancel := l.bound(ctx)
+	defer cancel()
+	// No retry strategy: a lease that is taken means a load is under way,
+	// and the caller waits for its result rather than for the lock.
+	lk, err := l.locks.Obtain(bctx, Key(valueKey), l.ttl, nil)
+	switch {
+	case err == nil:
+		return &Lease{l: l, key: lk.Key(), token: lk.Token(), valueKey: valueKey}, nil
+	case errors.Is(err, redislock.ErrNotObtained):
+		return nil, ErrHeld
+	default:
+		// redislock returns ctx.Err() when the deadline passes mid-call.
+		return nil, fmt.Errorf("lock: obtain lease on %s: %w", valueKey, err)
+	}
+}
+
+// AcquireMany tries once to take the leases on valueKeys in one pipelined
+// round trip. The result is parallel to valueKeys, with nil where another
+// caller holds the lease. The leases are plain keys holding a random
+// token, as redislock makes them, so both kinds guard each other.
+func (l *Leaser) AcquireMany(ctx context.Context, valueKeys []string) ([]*Lease, error) {
+	if len(valueKeys) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
+	leases := make([]*Lease, len(valueKeys))
+	cmds := make([]*redis.BoolCmd, len(valueKeys))
+	pl := l.rdb.Pipeline()
+	for i, k := range valueKeys {
+		token, err := randomToken()
+		if err != nil {
+			return nil, err
+		}
+		leases[i] = &Lease{l: l, key: Key(k), token: token, valueKey: k}
+		cmds[i] = pl.SetNX(ctx, leases[i].key, token, l.ttl)
+	}
+	if _, err := pl.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("lock: obtain %d leases: %w", len(valueKeys), err)
+	}
+	for i, c := range cmds {
+		if !c.Val() {
+			leases[i] = nil
+		}
+	}
+	return leases, nil
+}
+
+func randomToken() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("lock: token: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// Lease is an obtained lease.
+type Lease struct {
+	l        *Leaser
+	key      string
+	token    string
+	valueKey string
+}
+
+// Key returns the lease's Redis key.
+func (le *Lease) Key() string { return le.key }
+
+// Token returns the lease's random token.
+func (le *Lease) Token() string { return le.token }
+
+// ValueKey returns the key of the value the lease guards.
+func (le *Lease) ValueKey() string { return le.valueKey }
+
+// fillScript stores the value only while the lease still holds; it then
+// frees the lease and announces the fill so waiters elsewhere wake.
+var fillScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] == '0' then
+  redis.call('SET', KEYS[2], ARGV[2])
+else
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+end
+redis.call('DEL', KEYS[1])
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+return 1
+`)
+
+// releaseScript frees a lease that is still ours.
+var releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+// Fill stores value under the lease's value key for ttl if the lease still
+// holds, releases the lease, and publishes msg on channel (no publish when
+// channel is empty), all atomically. It reports whether the value was
+// stored; false means a write or delete of the key, or the lease's expiry,
+// came first, and the value must not be cached anywhere.
+func (le *Lease) Fill(ctx context.Context, value []byte, ttl time.Duration, channel string, msg []byte) (bool, error) {
+	ctx, cancel := le.l.bound(ctx)
+	defer cancel()
+	n, err := fillScript.Run(ctx, le.l.rdb, []string{le.key, le.valueKey},
+		le.token, value, pxArg(ttl), channel, msg).Int()
+	if err != nil {
+		return false, fmt.Errorf("lock: fill %s: %w", le.valueKey, err)
+	}
+	return n == 1, nil
+}
+
+// Release frees the lease without storing anything. Releasing a lease that
+// was lost is not an error.
+func (le *Lease) Release(ctx context.Context) error {
+	ctx, cancel := le.l.bound(ctx)
+	defer cancel()
+	if err := releaseScript.Run(ctx, le.l.rdb, []string{le.key}, le.token).Err(); err != nil {
+		return fmt.Errorf("lock: release %s: %w", le.valueKey, err)
+	}
+	return nil
+}
+
+// Fill is one value for FillMany.
+type Fill struct {
+	Lease *Lease
+	Value []byte
+	TTL   time.Duration
+}
+
+// FillMany runs Fill for each entry, without publishing, and then
+// publishes msg on channel (unless empty), in one pipelined round trip. The
+// result is parallel to fills: whether each value was stored.
+func (l *Leaser) FillMany(ctx context.Context, fills []Fill, channel string, msg []byte) ([]bool, error) {
+	if len(fills) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
+	// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and
+	// Redis compiles a script once whichever way it arrives.
+	pl := l.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(fills))
+	for i, f := range fills {
+		cmds[i] = fillScript.Eval(ctx, pl, []string{f.Lease.key, f.Lease.valueKey},
+			f.Lease.token, f.Value, pxArg(f.TTL), "", "")
+	}
+	if channel != "" {
+		pl.Publish(ctx, channel, msg)
+	}
+	if _, err := pl.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("lock: fill %d keys: %w", len(fills), err)
+	}
+	out := make([]bool, len(fills))
+	for i, c := range cmds {
+		n, _ := c.Int()
+		out[i] = n == 1
+	}
+	return out, nil
+}
+
+// ReleaseMany releases leases in one pipelined round trip.
+func (l *Leaser) ReleaseMany(ctx context.Context, leases []*Lease) error {
+	if len(leases) == 0 {
+		return nil
+	}
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
+	pl := l.rdb.Pipeline()
+	for _, le := range leases {
+		releaseScript.Eval(ctx, pl, []string{le.key}, le.token)
+	}
+	if _, err := pl.Exec(ctx); err != nil {
+		return fmt.Errorf("lock: release %d leases: %w", len(leases), err)
+	}
+	return nil
+}
+
+// pxArg renders ttl in milliseconds for the script; "0" means no expiry.
+func pxArg(ttl time.Duration) string {
+	if ttl <= 0 {
+		return "0"
+	}
+	return strconv.FormatInt(max(int64(ttl/time.Millisecond), 1), 10)
+}

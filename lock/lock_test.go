@@ -1,0 +1,217 @@
+package lock_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tieredcache/tieredcache/internal/redistest"
+	"github.com/tieredcache/tieredcache/lock"
+)
+
+func TestMain(m *testing.M) { redistest.Main(m) }
+
+func TestKey(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"app:tenant-global:user:1:v1", "{app:tenant-global:user:1:v1}:lease"},
+		{"{app}:user:1", "{app}:user:1:lease"},
+		{"a{}b", "{a{}b}:lease"},
+	} {
+		if got := lock.Key(tt.in); got != tt.want {
+			t.Errorf("Key(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func setup(t *testing.T) (*lock.Leaser, *redis.Client, string) {
+	t.Helper()
+	srv := redistest.Shared(t)
+	rdb := srv.Client(t)
+	l, err := lock.New(rdb, 5*time.Second, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, rdb, redistest.Prefix(t) + ":user:1"
+}
+
+func TestAcquireIsExclusive(t *testing.T) {
+	l, rdb, key := setup(t)
+	ctx := context.Background()
+	le, err := l.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if le.Key() != lock.Key(key) || le.Token() == "" {
+		t.Fatalf("lease key %q token %q", le.Key(), le.Token())
+	}
+	if ttl := rdb.PTTL(ctx, lock.Key(key)).Val(); ttl <= 0 || ttl > 5*time.Second {
+		t.Fatalf("lease PTTL = %v", ttl)
+	}
+	if _, err := l.Acquire(ctx, key); !errors.Is(err, lock.ErrHeld) {
+		t.Fatalf("second Acquire = %v, want ErrHeld", err)
+	}
+	if err := le.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := le.Release(ctx); err != nil {
+		t.Fatalf("releasing a released lease: %v", err)
+	}
+	le2, err := l.Acquire(ctx, key)
+	if err != nil {
+		t.Fatalf("Acquire after Release: %v", err)
+	}
+	_ = le2.Release(ctx)
+}
+
+func TestFillStoresWhileHeld(t *testing.T) {
+	l, rdb, key := setup(t)
+	ctx := context.Background()
+	sub := rdb.Subscribe(ctx, key+":bus")
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	le, err := l.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, err := le.Fill(ctx, []byte(`"v"`), time.Minute, key+":bus", []byte("filled"))
+	if err != nil || !ok {
+		t.Fatalf("Fill = %v, %v", ok, err)
+	}
+	if v := rdb.Get(ctx, key).Val(); v != `"v"` {
+		t.Fatalf("value = %q", v)
+	}
+	if ttl := rdb.PTTL(ctx, key).Val(); ttl <= 0 || ttl > time.Minute {
+		t.Fatalf("value PTTL = %v", ttl)
+	}
+	if n := rdb.Exists(ctx, lock.Key(key)).Val(); n != 0 {
+		t.Fatal("lease not released by Fill")
+	}
+	if m, err := sub.ReceiveMessage(ctx); err != nil || m.Payload != "filled" {
+		t.Fatalf("fill message %v, %v", m, err)
+	}
+}
+
+// TestFillLosesToDelete is the lease guard: a write that removed the lease
+// while the loader ran makes the loader's Fill store nothing.
+func TestFillLosesToDelete(t *testing.T) {
+	l, rdb, key := setup(t)
+	ctx := context.Background()
+	le, err := l.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb.Del(ctx, key, lock.Key(key)) // what a concurrent Delete does
+	ok, err := le.Fill(ctx, []byte(`"stale"`), time.Minute, "", nil)
+	if err != nil || ok {
+		t.Fatalf("Fill after Delete = %v, %v; want false", ok, err)
+	}
+	if n := rdb.Exists(ctx, key).Val(); n != 0 {
+		t.Fatal("stale value stored")
+	}
+}
+
+func TestFillLosesToNewLease(t *testing.T) {
+	l, rdb, key := setup(t)
+	ctx := context.Background()
+	le, err := l.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb.Del(ctx, lock.Key(key))
+	le2, err := l.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := le.Fill(ctx, []byte("1"), time.Minute, "", nil); ok {
+		t.Fatal("Fill with a superseded lease succeeded")
+	}
+	if ok, err := le2.Fill(ctx, []byte("2"), time.Minute, "", nil); !ok || err != nil {
+		t.Fatalf("Fill with the current lease = %v, %v", ok, err)
+	}
+	if v := rdb.Get(ctx, key).Val(); v != "2" {
+		t.Fatalf("value = %q", v)
+	}
+}
+
+func TestAcquireOnDeadServer(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	defer rdb.Close()
+	l, err := lock.New(rdb, time.Second, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = l.Acquire(context.Background(), "k")
+	if err == nil || errors.Is(err, lock.ErrHeld) {
+		t.Fatalf("Acquire on a dead server = %v; want an error other than ErrHeld", err)
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	if _, err := lock.New(nil, 0, 0); err == nil {
+		t.Fatal("New with zero TTL succeeded")
+	}
+}
+
+func TestAcquireManyFillMany(t *testing.T) {
+	l, rdb, key := setup(t)
+	ctx := context.Background()
+	k1, k2, k3 := key+"a", key+"b", key+"c"
+	held, err := l.Acquire(ctx, k2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leases, err := l.AcquireMany(ctx, []string{k1, k2, k3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leases[0] == nil || leases[1] != nil || leases[2] == nil {
+		t.Fatalf("AcquireMany = %v, want [lease nil lease]", leases)
+	}
+	if leases[0].ValueKey() != k1 || leases[0].Key() != lock.Key(k1) {
+		t.Fatalf("lease 0 = %s / %s", leases[0].ValueKey(), leases[0].Key())
+	}
+	// A concurrent delete of k3 takes its lease away.
+	rdb.Del(ctx, k3, lock.Key(k3))
+	sub := rdb.Subscribe(ctx, key+":bus")
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ok, err := l.FillMany(ctx, []lock.Fill{
+		{Lease: leases[0], Value: []byte("1"), TTL: time.Minute},
+		{Lease: leases[2], Value: []byte("3"), TTL: time.Minute},
+	}, key+":bus", []byte("filled"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ok[0] || ok[1] {
+		t.Fatalf("FillMany = %v, want [true false]", ok)
+	}
+	if v := rdb.Get(ctx, k1).Val(); v != "1" {
+		t.Fatalf("k1 = %q", v)
+	}
+	if n := rdb.Exists(ctx, k3).Val(); n != 0 {
+		t.Fatal("k3 stored despite the lost lease")
+	}
+	if m, err := sub.ReceiveMessage(ctx); err != nil || m.Payload != "filled" {
+		t.Fatalf("fill message %v, %v", m, err)
+	}
+	// A batch lease guards a single one and the other way round.
+	if _, err := l.Acquire(ctx, k2); !errors.Is(err, lock.ErrHeld) {
+		t.Fatalf("Acquire of a held lease = %v", err)
+	}
+	if err := l.ReleaseMany(ctx, []*lock.Lease{held}); err != nil {
+		t.Fatal(err)
+	}
+	if n := rdb.Exists(ctx, lock.Key(k2)).Val(); n != 0 {
+		t.Fatal("ReleaseMany left the lease")
+	}
+	if out, err := l.AcquireMany(ctx, nil); out != nil || err != nil {
+		t.Fatalf("AcquireMany(nil) = %v, %v", out, err)
+	}
+}
