@@ -1,0 +1,351 @@
+package tiered
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tieredcache/tieredcache/keys"
+	"github.com/tieredcache/tieredcache/local"
+	"github.com/tieredcache/tieredcache/lock"
+	"github.com/tieredcache/tieredcache/remote"
+)
+
+// Client is one process's cache: the in-process tier, the Redis store, the
+// load leases and the invalidation subscription, shared by every Cache made
+// from it. Make one per process with New and Close it on shutdown.
+type Client struct {
+	opts   Options
+	keys   *keys.Builder
+	l1     *local.Cache[any] // nil when disabled
+	store  *remote.Store     // nil in L1-only mode
+	leases *lock.Leaser
+	bus    *remote.Bus
+	wake   waiters
+
+	// degraded is set while the subscription is down (or not yet up): the
+	// in-process tier then keeps values only DegradedTTL.
+	degraded atomic.Bool
+	lastDown atomic.Pointer[error]
+
+	// ctx is cancelled by Close, which stops loads under way.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.RWMutex // guards flights.Add against Close
+	closed  atomic.Bool
+	flights sync.WaitGroup
+
+	counters clientCounters
+	cachesMu sync.Mutex
+	caches   []cacheStatser
+	metrics  *metrics
+}
+
+type cacheStatser interface{ stats() CacheStats }
+
+// New returns a Client. It fails only on invalid options: with Redis
+// unreachable it logs a warning, serves from the loader and the in-process
+// tier (for DegradedTTL), and keeps reconnecting in the background.
+func New(opts Options) (*Client, error) {
+	o, err := opts.resolve()
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{opts: o, keys: o.Keys}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if o.L1MaxBytes > 0 {
+		c.l1, err = local.New[any](local.Config{
+			MaxBytes: o.L1MaxBytes,
+			OnEvict:  c.counters.l1Evicted.inc,
+			OnReject: c.counters.l1Rejected.inc,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("tiered: %w", err)
+		}
+	}
+	if c.metrics, err = newMetrics(c, o.Registerer); err != nil {
+		c.closeL1()
+		return nil, err
+	}
+	if o.Redis == nil {
+		return c, nil
+	}
+	c.store = remote.NewStore(o.Redis, o.OpTimeout)
+	if c.leases, err = lock.New(o.Redis, o.LeaseTTL, o.OpTimeout); err != nil {
+		c.closeL1()
+		return nil, fmt.Errorf("tiered: %w", err)
+	}
+	c.bus, err = remote.NewBus(o.Redis, remote.BusConfig{
+		Channel:      o.Channel,
+		Origin:       o.InstanceID,
+		PingInterval: o.HealthCheckInterval,
+		Handler:      busHandler{c},
+	})
+	if err != nil {
+		c.closeL1()
+		return nil, fmt.Errorf("tiered: %w", err)
+	}
+	warnContextTimeout(o)
+	c.degraded.Store(true)
+	c.bus.Start()
+	t := time.NewTimer(o.StartupWait)
+	defer t.Stop()
+	select {
+	case <-c.bus.Ready():
+	case <-t.C:
+		reason := "no answer within " + o.StartupWait.String()
+		if p := c.lastDown.Load(); p != nil {
+			reason = (*p).Error()
+		}
+		o.Logger.Warn("Failed to connect to Redis: " + reason + ". Caching disabled.")
+	}
+	return c, nil
+}
+
+// warnContextTimeout logs when the Redis client ignores context deadlines
+// on the socket, which lets a hung server hold calls past OpTimeout.
+func warnContextTimeout(o Options) {
+	enabled := true
+	switch r := o.Redis.(type) {
+	case *redis.Client:
+		enabled = r.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		enabled = r.Options().ContextTimeoutEnabled
+	}
+	if !enabled {
+		o.Logger.Warn("tiered: the Redis client was made without ContextTimeoutEnabled; " +
+			"a hung Redis holds calls for its ReadTimeout instead of OpTimeout")
+	}
+}
+
+func newInstanceID() string {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "host"
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// InstanceID returns the id this process publishes invalidations under.
+func (c *Client) InstanceID() string { return c.opts.InstanceID }
+
+// Keys returns the key builder.
+func (c *Client) Keys() *keys.Builder { return c.keys }
+
+// RedisUp reports whether Redis is configured and the invalidation
+// subscription is confirmed.
+func (c *Client) RedisUp() bool { return c.bus != nil && !c.degraded.Load() }
+
+// Close stops the subscription and cancels loads under way, waits for
+// them, and releases the in-process tier. Calls afterwards return
+// ErrClosed. It does not close the Redis client. It is idempotent.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed.Load() {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed.Store(true)
+	c.mu.Unlock()
+	c.cancel()
+	var err error
+	if c.bus != nil {
+		err = c.bus.Close()
+	}
+	c.flights.Wait()
+	c.closeL1()
+	c.metrics.unregister(c)
+	return err
+}
+
+func (c *Client) closeL1() {
+	if c.l1 != nil {
+		c.l1.Close()
+	}
+}
+
+// enter registers a load under way; it fails once Close has begun.
+func (c *Client) enter() bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed.Load() {
+		return false
+	}
+	c.flights.Add(1)
+	return true
+}
+
+func (c *Client) leave() { c.flights.Done() }
+
+// loadContext returns the context a shared load runs under: the values of
+// the caller that started it, none of its cancellation, LoadTimeout, and
+// cancelled by Close.
+func (c *Client) loadContext(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), c.opts.LoadTimeout)
+	stop := context.AfterFunc(c.ctx, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+// l1TTL returns how long an entry may live in the in-process tier.
+func (c *Client) l1TTL(want time.Duration, degraded bool) time.Duration {
+	if degraded || c.degraded.Load() {
+		return min(want, c.opts.DegradedTTL)
+	}
+	return want
+}
+
+func (c *Client) register(s cacheStatser) {
+	c.cachesMu.Lock()
+	c.caches = append(c.caches, s)
+	c.cachesMu.Unlock()
+}
+
+// Stats returns a snapshot of the Client's counters, for users without
+// Prometheus.
+func (c *Client) Stats() Stats {
+	s := Stats{
+		RedisUp:                c.RedisUp(),
+		InvalidationsPublished: c.counters.published.load(),
+		InvalidationsReceived:  c.counters.received.load(),
+		MalformedMessages:      c.counters.malformed.load(),
+		FlushesGap:             c.counters.flushGap.load(),
+		FlushesDown:            c.counters.flushDown.load(),
+		L1Evicted:              c.counters.l1Evicted.load(),
+		L1Rejected:             c.counters.l1Rejected.load(),
+		RedisErrors:            c.counters.redisErrorTotal(),
+	}
+	if c.l1 != nil {
+		s.L1Dropped = c.l1.Dropped()
+		s.L1Bytes = c.l1.Cost()
+	}
+	c.cachesMu.Lock()
+	for _, cs := range c.caches {
+		s.Caches = append(s.Caches, cs.stats())
+	}
+	c.cachesMu.Unlock()
+	return s
+}
+
+// busHandler applies what the invalidation bus reports.
+type busHandler struct{ c *Client }
+
+func (h busHandler) Up(gap bool) {
+	c := h.c
+	// Anything cached while the subscription was away may have missed an
+	// invalidation. Flush before leaving degraded mode, so an install that
+	// raced the flush used the short TTL.
+	if c.l1 != nil {
+		c.l1.Flush()
+	}
+	if gap {
+		c.counters.flushGap.inc()
+	}
+	if c.degraded.Swap(false) && c.lastDown.Load() != nil {
+		c.opts.Logger.Info("tiered: Redis subscription restored; caching enabled", "gap", gap)
+	}
+}
+
+func (h busHandler) Down(err error) {
+	c := h.c
+	c.lastDown.Store(&err)
+	if !c.degraded.Swap(true) {
+		c.opts.Logger.Warn("tiered: Redis subscription lost; serving loads with short-lived local caching", "error", err)
+	}
+	if c.l1 != nil {
+		c.l1.Flush()
+	}
+	c.counters.flushDown.inc()
+}
+
+func (h busHandler) Message(m remote.Message) {
+	c := h.c
+	if m.Kind == remote.KindFill {
+		// A fill is of a key that was absent from Redis: no copy of it here
+		// can be newer, so it only wakes whoever waits for the key.
+		for _, k := range m.Keys {
+			c.wake.wake(c.hashString(k))
+		}
+		return
+	}
+	if m.Origin == c.opts.InstanceID {
+		return
+	}
+	c.counters.received.inc()
+	for _, k := range m.Keys {
+		hash := c.hashString(k)
+		if c.l1 != nil {
+			c.l1.Invalidate(hash)
+		}
+		c.wake.wake(hash)
+	}
+}
+
+func (h busHandler) Malformed(err error) {
+	h.c.counters.malformed.inc()
+	h.c.opts.Logger.Warn("tiered: ignored malformed invalidation message", "error", err)
+}
+
+// hashString hashes a key for the in-process tier and the waiter stripes.
+func (c *Client) hashString(k string) uint64 {
+	if c.l1 != nil {
+		return c.l1.HashString(k)
+	}
+	return fnv64(k)
+}
+
+func (c *Client) hash(k []byte) uint64 {
+	if c.l1 != nil {
+		return c.l1.Hash(k)
+	}
+	return fnv64(string(k))
+}
+
+func fnv64(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// waiters wakes callers waiting for another process to fill a key. It is a
+// fixed array of stripes, each with a channel closed on every fill or
+// invalidation of a key in the stripe; a waiter then re-reads Redis, so a
+// wake-up meant for another key of the stripe costs one read.
+type waiters struct {
+	stripes [256]struct {
+		mu sync.Mutex
+		ch chan struct{}
+	}
+}
+
+func (w *waiters) wait(h uint64) <-chan struct{} {
+	s := &w.stripes[h%uint64(len(w.stripes))]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+	}
+	return s.ch
+}
+
+func (w *waiters) wake(h uint64) {
+	s := &w.stripes[h%uint64(len(w.stripes))]
+	s.mu.Lock()
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+	}
+	s.mu.Unlock()
+}

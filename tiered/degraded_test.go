@@ -1,0 +1,140 @@
+package tiered_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tieredcache/tieredcache/internal/redistest"
+	"github.com/tieredcache/tieredcache/keys"
+	"github.com/tieredcache/tieredcache/tiered"
+)
+
+// TestRedisDownAtStartAndBack starts a Client with Redis stopped, serves
+// from the loader, then starts Redis and expects the Client to resume.
+func TestRedisDownAtStartAndBack(t *testing.T) {
+	srv := redistest.Private(t)
+	srv.Stop()
+	logs := &syncBuffer{}
+	rdb := redis.NewClient(srv.Options())
+	defer rdb.Close()
+	kb, _ := keys.New(redistest.Prefix(t))
+	start := time.Now()
+	c, err := tiered.New(tiered.Options{
+		Redis: rdb, Keys: kb, StartupWait: 300 * time.Millisecond,
+		HealthCheckInterval: 100 * time.Millisecond, DegradedTTL: time.Minute,
+		Logger: slog.New(slog.NewTextHandler(logs, nil)),
+	})
+	if err != nil {
+		t.Fatalf("New with Redis down: %v", err)
+	}
+	defer c.Close()
+	if waited := time.Since(start); waited > 2*time.Second {
+		t.Fatalf("New took %v with Redis down", waited)
+	}
+	if c.RedisUp() {
+		t.Fatal("RedisUp with Redis stopped")
+	}
+	if !logs.Contains("Failed to connect to Redis:") || !logs.Contains("Caching disabled.") {
+		t.Fatalf("no start-up warning in the template's words; logs:\n%s", logs)
+	}
+	users, err := tiered.NewCache[User](c, "user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	loads := 0
+	load := func(context.Context) (User, error) {
+		loads++
+		return User{ID: "1", Email: "from-db"}, nil
+	}
+	if u, err := users.Fetch(ctx, "1", load); err != nil || u.Email != "from-db" {
+		t.Fatalf("Fetch with Redis down = %+v, %v", u, err)
+	}
+	// Served in-process (within DegradedTTL) rather than loading again.
+	deadline := time.Now().Add(2 * time.Second)
+	for cacheStats(c, "user").HitsL1 == 0 {
+		if _, err := users.Fetch(ctx, "1", load); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("degraded value never served from L1")
+		}
+	}
+	if _, err := users.Get(ctx, "absent"); !errors.Is(err, tiered.ErrUnavailable) || errors.Is(err, tiered.ErrNotFound) {
+		t.Fatalf("Get with Redis down = %v; want ErrUnavailable, not ErrNotFound", err)
+	}
+	if err := users.Delete(ctx, "1"); !errors.Is(err, tiered.ErrUnavailable) {
+		t.Fatalf("Delete with Redis down = %v; want ErrUnavailable", err)
+	}
+	before := loads
+	if _, err := users.Fetch(ctx, "1", load); err != nil || loads != before+1 {
+		t.Fatalf("after a failed Delete the L1 copy must be gone: %v, loads %d->%d", err, before, loads)
+	}
+	if err := users.Set(ctx, "2", User{ID: "2"}); !errors.Is(err, tiered.ErrUnavailable) {
+		t.Fatalf("Set with Redis down = %v; want ErrUnavailable", err)
+	}
+	if st := cacheStats(c, "user"); st.DegradedLoads == 0 {
+		t.Fatalf("no degraded loads counted: %+v", st)
+	}
+
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for !c.RedisUp() {
+		if time.Now().After(deadline) {
+			t.Fatal("Client did not resume after Redis started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !logs.Contains("caching enabled") {
+		t.Fatalf("no info line when Redis returned; logs:\n%s", logs)
+	}
+	// The degraded copy was flushed on the way back: the next read goes to
+	// Redis (empty after the restart) and loads.
+	before = loads
+	if _, err := users.Fetch(ctx, "1", load); err != nil || loads != before+1 {
+		t.Fatalf("Fetch after recovery: %v, loads %d->%d", err, before, loads)
+	}
+	if n := rdb.Exists(ctx, kb.Prefix()+":tenant-global:user:1:v1").Val(); n != 1 {
+		t.Fatal("value not written to Redis after recovery")
+	}
+}
+
+// TestRedisLostMidway stops Redis under a running Client.
+func TestRedisLostMidway(t *testing.T) {
+	srv := redistest.Private(t)
+	rdb := redis.NewClient(srv.Options())
+	defer rdb.Close()
+	kb, _ := keys.New(redistest.Prefix(t))
+	c, err := tiered.New(tiered.Options{Redis: rdb, Keys: kb, HealthCheckInterval: 100 * time.Millisecond, DegradedTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	users, _ := tiered.NewCache[User](c, "user")
+	ctx := context.Background()
+	if err := users.Set(ctx, "1", User{ID: "1", Email: "cached"}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	deadline := time.Now().Add(5 * time.Second)
+	for c.RedisUp() {
+		if time.Now().After(deadline) {
+			t.Fatal("Client still reports Redis up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := c.Stats(); st.FlushesDown == 0 {
+		t.Fatalf("no flush when the subscription was lost: %+v", st)
+	}
+	u, err := users.Fetch(ctx, "1", func(context.Context) (User, error) { return User{ID: "1", Email: "db"}, nil })
+	if err != nil || u.Email != "db" {
+		t.Fatalf("Fetch with Redis gone = %+v, %v; want the loader's value", u, err)
+	}
+}

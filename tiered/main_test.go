@@ -1,0 +1,138 @@
+package tiered_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tieredcache/tieredcache/internal/redistest"
+	"github.com/tieredcache/tieredcache/keys"
+	"github.com/tieredcache/tieredcache/tiered"
+)
+
+func TestMain(m *testing.M) { redistest.Main(m) }
+
+type User struct {
+	ID    string `json:"id"`
+	Email string `json:"email"`
+}
+
+// env is a Client on the shared test Redis with a prefix of its own.
+type env struct {
+	client *tiered.Client
+	users  *tiered.Cache[User]
+	rdb    *redis.Client
+	kb     *keys.Builder
+	logs   *syncBuffer
+}
+
+func newEnv(t *testing.T, opts tiered.Options, copts ...tiered.CacheOption) *env {
+	t.Helper()
+	srv := redistest.Shared(t)
+	e := &env{rdb: srv.Client(t), logs: &syncBuffer{}}
+	if opts.Keys == nil {
+		kb, err := keys.New(redistest.Prefix(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.Keys = kb
+	}
+	e.kb = opts.Keys
+	if opts.Redis == nil {
+		opts.Redis = e.rdb
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	c, err := tiered.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	e.client = c
+	e.users, err = tiered.NewCache[User](c, "user", copts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *env) key(t *testing.T, ctx context.Context, id string, parts ...keys.Part) string {
+	t.Helper()
+	k, err := e.kb.Build(ctx, "user", id, parts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// l1Only returns a Client without Redis.
+func l1Only(t *testing.T) (*tiered.Client, *tiered.Cache[User]) {
+	t.Helper()
+	c, err := tiered.New(tiered.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	users, err := tiered.NewCache[User](c, "user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, users
+}
+
+// awaitL1 reads id until the in-process tier serves it: a new key's install
+// into ristretto is applied asynchronously.
+func awaitL1(t *testing.T, c *tiered.Client, users *tiered.Cache[User], ctx context.Context, id string) User {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		before := cacheStats(c, "user").HitsL1
+		u, err := users.Get(ctx, id)
+		if err == nil && cacheStats(c, "user").HitsL1 > before {
+			return u
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never served from L1 (last: %+v, %v)", id, u, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func cacheStats(c *tiered.Client, resource string) tiered.CacheStats {
+	for _, cs := range c.Stats().Caches {
+		if cs.Resource == resource {
+			return cs
+		}
+	}
+	return tiered.CacheStats{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) Contains(sub string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Contains(s.b.String(), sub)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

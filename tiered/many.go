@@ -1,0 +1,233 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/tieredcache/tieredcache/local"
+	"github.com/tieredcache/tieredcache/lock"
+	"github.com/tieredcache/tieredcache/remote"
+)
+
+// manyItem is one id of a FetchMany still to be served.
+type manyItem struct {
+	id, key string
+	h       uint64
+	s       local.Stamp
+}
+
+// FetchMany returns the values of ids (the template's batch pattern): those
+// in the in-process tier, then the rest from Redis in one round trip, then
+// whatever is still missing from one call of loadMissing, which returns the
+// values it found by id. Ids absent from the result were found nowhere.
+//
+// Loaded values are cached under cross-process leases taken in one round
+// trip, so a value loaded while its key was written or deleted elsewhere is
+// not cached. Unlike Fetch, a batch does not wait for loads under way in
+// other processes, and concurrent batches in one process are not merged:
+// loadMissing gets every id not found in either tier.
+func (c *Cache[V]) FetchMany(ctx context.Context, ids []string, loadMissing func(ctx context.Context, missing []string) (map[string]V, error), opts ...CallOption) (map[string]V, error) {
+	if c.c.closed.Load() {
+		return nil, ErrClosed
+	}
+	if loadMissing == nil {
+		return nil, errors.New("tiered: FetchMany with a nil load function")
+	}
+	co, err := c.resolve(opts)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]V, len(ids))
+	pending := make([]manyItem, 0, len(ids))
+	seen := make(map[string]struct{}, len(ids))
+	for _, id := range ids {
+		if _, dup := seen[id]; dup {
+			continue
+		}
+		seen[id] = struct{}{}
+		var buf [keyBufSize]byte
+		kb, err := c.appendKey(buf[:0], ctx, id, co)
+		if err != nil {
+			return nil, err
+		}
+		h := c.c.hash(kb)
+		if !co.refresh {
+			if v, ok := c.l1Get(h, kb); ok {
+				c.counters.hitsL1.inc()
+				out[id] = v
+				continue
+			}
+		}
+		pending = append(pending, manyItem{id: id, key: string(kb), h: h, s: c.stamp(h)})
+	}
+	if len(pending) == 0 {
+		return out, nil
+	}
+	if c.c.store == nil {
+		return out, c.loadManyLocal(ctx, pending, loadMissing, out, co, false)
+	}
+	if !co.refresh {
+		if pending, err = c.readMany(ctx, pending, out, co); err != nil {
+			c.redisError("mget", err)
+			return out, c.loadManyLocal(ctx, pending, loadMissing, out, co, true)
+		}
+		for range pending {
+			c.miss()
+		}
+		if len(pending) == 0 {
+			return out, nil
+		}
+	}
+	return out, c.loadManyLeased(ctx, pending, loadMissing, out, co)
+}
+
+// readMany serves what it can of pending from Redis and returns the rest.
+func (c *Cache[V]) readMany(ctx context.Context, pending []manyItem, out map[string]V, co call) ([]manyItem, error) {
+	keyList := make([]string, len(pending))
+	for i, it := range pending {
+		keyList[i] = it.key
+	}
+	start := time.Now()
+	vals, err := c.c.store.MGet(ctx, keyList)
+	c.c.metrics.observe(opGet, start)
+	if err != nil {
+		return pending, err
+	}
+	rest := pending[:0]
+	for i, it := range pending {
+		if vals[i] != nil {
+			if v, ok := c.decode(ctx, it.key, vals[i]); ok {
+				c.counters.hitsL2.inc()
+				c.install(it.h, it.key, v, len(vals[i]), co.l1ttl, false, it.s)
+				out[it.id] = v
+				continue
+			}
+		}
+		rest = append(rest, it)
+	}
+	return rest, nil
+}
+
+// loadManyLocal loads pending without Redis: in L1-only mode, or degraded.
+func (c *Cache[V]) loadManyLocal(ctx context.Context, pending []manyItem, load func(context.Context, []string) (map[string]V, error), out map[string]V, co call, degraded bool) error {
+	if degraded {
+		c.counters.degradedLoads.inc()
+	}
+	loaded, err := c.loadBatch(ctx, pending, load)
+	if err != nil {
+		return err
+	}
+	for _, it := range pending {
+		if v, ok := loaded[it.id]; ok {
+			out[it.id] = v
+			c.installLoaded(it.h, it.key, v, co, degraded, it.s)
+		}
+	}
+	return nil
+}
+
+// loadManyLeased takes the leases of pending, loads them all, and caches
+// those whose lease held.
+func (c *Cache[V]) loadManyLeased(ctx context.Context, pending []manyItem, load func(context.Context, []string) (map[string]V, error), out map[string]V, co call) error {
+	keyList := make([]string, len(pending))
+	for i, it := range pending {
+		keyList[i] = it.key
+	}
+	leases, err := c.c.leases.AcquireMany(ctx, keyList)
+	if err != nil {
+		c.redisError("lease", err)
+		return c.loadManyLocal(ctx, pending, load, out, co, true)
+	}
+	loaded, err := c.loadBatch(ctx, pending, load)
+	if err != nil {
+		c.releaseMany(ctx, leases)
+		return err
+	}
+	var fills []lock.Fill
+	var filled []int
+	var unused []*lock.Lease
+	for i, it := range pending {
+		v, ok := loaded[it.id]
+		if ok {
+			out[it.id] = v
+		}
+		if leases[i] == nil {
+			continue
+		}
+		var data []byte
+		if ok {
+			data, err = c.encode(it.key, v)
+		}
+		if !ok || err != nil {
+			unused = append(unused, leases[i])
+			continue
+		}
+		fills = append(fills, lock.Fill{Lease: leases[i], Value: data, TTL: co.ttl})
+		filled = append(filled, i)
+	}
+	c.releaseMany(ctx, unused)
+	if len(fills) == 0 {
+		return nil
+	}
+	filledKeys := make([]string, len(fills))
+	for j, i := range filled {
+		filledKeys[j] = pending[i].key
+	}
+	msg, err := c.c.bus.Encode(remote.KindFill, filledKeys...)
+	if err != nil {
+		return fmt.Errorf("tiered: fetch many: %w", err)
+	}
+	start := time.Now()
+	stored, err := c.c.leases.FillMany(ctx, fills, c.c.opts.Channel, msg)
+	c.c.metrics.observe(opSet, start)
+	if err != nil {
+		c.redisError("fill", err)
+		return nil
+	}
+	for j, i := range filled {
+		it := pending[i]
+		if !stored[j] {
+			c.counters.leaseLost.inc()
+			continue
+		}
+		c.install(it.h, it.key, out[it.id], len(fills[j].Value), co.l1ttl, false, it.s)
+	}
+	return nil
+}
+
+func (c *Cache[V]) releaseMany(ctx context.Context, leases []*lock.Lease) {
+	var held []*lock.Lease
+	for _, le := range leases {
+		if le != nil {
+			held = append(held, le)
+		}
+	}
+	if err := c.c.leases.ReleaseMany(ctx, held); err != nil {
+		c.redisError("release", err)
+	}
+}
+
+// loadBatch calls a batch loader once for the ids of pending, turning a
+// panic into an error.
+func (c *Cache[V]) loadBatch(ctx context.Context, pending []manyItem, load func(context.Context, []string) (map[string]V, error)) (m map[string]V, err error) {
+	ids := make([]string, len(pending))
+	for i, it := range pending {
+		ids[i] = it.id
+	}
+	c.counters.loads.inc()
+	start := time.Now()
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+			c.c.opts.Logger.Error("tiered: batch loader panicked", "resource_type", c.resource, "panic", r)
+		}
+		c.c.metrics.observe(opLoad, start)
+		if err != nil {
+			c.counters.loadErrors.inc()
+		}
+	}()
+	return load(ctx, ids)
+}

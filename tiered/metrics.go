@@ -1,0 +1,257 @@
+package tiered
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Operations timed by cache_operation_duration_seconds.
+const (
+	opGet = iota
+	opSet
+	opDelete
+	opLoad
+	numOps
+)
+
+var opNames = [numOps]string{"get", "set", "delete", "load"}
+
+// durationBuckets span a loopback Redis call (about 50µs) to a slow loader.
+var durationBuckets = []float64{
+	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+	0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+}
+
+// metrics is a Client's link to the collector of its registry. A nil
+// *metrics (no Registerer) records nothing.
+type metrics struct {
+	col *collector
+	obs [numOps]prometheus.Observer
+}
+
+func (m *metrics) observe(op int, start time.Time) {
+	if m == nil {
+		return
+	}
+	m.obs[op].Observe(time.Since(start).Seconds())
+}
+
+// newMetrics attaches c to the collector of reg, registering one if reg has
+// none, so that any number of Clients share one set of series with the
+// Python template's names and labels.
+func newMetrics(c *Client, reg prometheus.Registerer) (*metrics, error) {
+	if reg == nil {
+		return nil, nil
+	}
+	col := newCollector()
+	if err := reg.Register(col); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, fmt.Errorf("tiered: register metrics: %w", err)
+		}
+		existing, ok := are.ExistingCollector.(*collector)
+		if !ok {
+			return nil, fmt.Errorf("tiered: register metrics: another collector owns these names: %w", err)
+		}
+		col = existing
+	}
+	m := &metrics{col: col}
+	for op := range numOps {
+		m.obs[op] = col.duration.WithLabelValues(opNames[op])
+	}
+	col.attach(c)
+	return m, nil
+}
+
+func (m *metrics) unregister(c *Client) {
+	if m != nil {
+		m.col.detach(c)
+	}
+}
+
+var (
+	descHits = prometheus.NewDesc("cache_hits_total",
+		"Cache hits by resource type and tier (l1: in-process, l2: Redis).", []string{"resource_type", "tier"}, nil)
+	descMisses = prometheus.NewDesc("cache_misses_total",
+		"Reads that found the key in neither tier, by resource type.", []string{"resource_type"}, nil)
+	descLoads = prometheus.NewDesc("cache_loads_total",
+		"Loader calls by resource type.", []string{"resource_type"}, nil)
+	descLoadErrors = prometheus.NewDesc("cache_load_errors_total",
+		"Loader calls that failed or panicked, by resource type.", []string{"resource_type"}, nil)
+	descCoalesced = prometheus.NewDesc("cache_coalesced_total",
+		"Callers that shared another caller's load in the same process, by resource type.", []string{"resource_type"}, nil)
+	descLeases = prometheus.NewDesc("cache_leases_total",
+		"Cross-process load leases by outcome: won (this process loaded), waited (another process held it), "+
+			"lost (a write came first; not cached), wait_expired (waited too long; loaded uncached).",
+		[]string{"resource_type", "outcome"}, nil)
+	descCorrupt = prometheus.NewDesc("cache_corrupt_values_total",
+		"Values in Redis that did not decode and were deleted, by resource type.", []string{"resource_type"}, nil)
+	descTooLarge = prometheus.NewDesc("cache_oversize_values_total",
+		"Values not written because their encoding exceeded the size limit, by resource type.", []string{"resource_type"}, nil)
+	descDegraded = prometheus.NewDesc("cache_degraded_loads_total",
+		"Loads served without Redis because it failed, by resource type.", []string{"resource_type"}, nil)
+	descPublished = prometheus.NewDesc("cache_invalidations_published_total",
+		"Invalidation messages published.", nil, nil)
+	descReceived = prometheus.NewDesc("cache_invalidations_received_total",
+		"Invalidation messages received from other processes.", nil, nil)
+	descMalformed = prometheus.NewDesc("cache_invalidation_messages_malformed_total",
+		"Malformed messages on the invalidation channel, ignored.", nil, nil)
+	descFlushes = prometheus.NewDesc("cache_l1_flushes_total",
+		"In-process tier flushes by reason (gap: resubscribed after a gap; down: subscription lost).", []string{"reason"}, nil)
+	descAdmissions = prometheus.NewDesc("cache_l1_admissions_failed_total",
+		"In-process installs that did not happen, by result (dropped: write buffer full; rejected: admission policy).", []string{"result"}, nil)
+	descEvictions = prometheus.NewDesc("cache_l1_evictions_total",
+		"In-process entries evicted to stay within the byte budget.", nil, nil)
+	descL1Bytes = prometheus.NewDesc("cache_l1_bytes",
+		"Bytes accounted in the in-process tier.", nil, nil)
+	descRedisErrors = prometheus.NewDesc("cache_redis_errors_total",
+		"Failed Redis calls by operation.", []string{"operation"}, nil)
+	descRedisUp = prometheus.NewDesc("cache_redis_up",
+		"1 while every Client has Redis and its invalidation subscription, 0 otherwise.", nil, nil)
+)
+
+// collector exposes the counters of every Client attached to it, summed,
+// plus the shared duration histogram. Counts of closed Clients are kept so
+// that totals never go down.
+type collector struct {
+	duration *prometheus.HistogramVec
+
+	mu      sync.Mutex
+	clients map[*Client]struct{}
+	retired series
+}
+
+// series maps a metric and its label values to a value.
+type series map[seriesKey]float64
+
+type seriesKey struct {
+	desc   *prometheus.Desc
+	l1, l2 string
+}
+
+func newCollector() *collector {
+	return &collector{
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "cache_operation_duration_seconds",
+			Help:    "Latency of Redis operations (get, set, delete) and of loader calls (load).",
+			Buckets: durationBuckets,
+		}, []string{"operation"}),
+		clients: make(map[*Client]struct{}),
+		retired: make(series),
+	}
+}
+
+func (col *collector) attach(c *Client) {
+	col.mu.Lock()
+	col.clients[c] = struct{}{}
+	col.mu.Unlock()
+}
+
+func (col *collector) detach(c *Client) {
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	if _, ok := col.clients[c]; !ok {
+		return
+	}
+	delete(col.clients, c)
+	s := make(series)
+	c.addSeries(s)
+	for k, v := range s {
+		if k.desc == descL1Bytes || k.desc == descRedisUp {
+			continue
+		}
+		col.retired[k] += v
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (col *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		descHits, descMisses, descLoads, descLoadErrors, descCoalesced, descLeases,
+		descCorrupt, descTooLarge, descDegraded, descPublished, descReceived, descMalformed,
+		descFlushes, descAdmissions, descEvictions, descL1Bytes, descRedisErrors, descRedisUp,
+	} {
+		ch <- d
+	}
+	col.duration.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (col *collector) Collect(ch chan<- prometheus.Metric) {
+	col.mu.Lock()
+	s := make(series, len(col.retired))
+	for k, v := range col.retired {
+		s[k] = v
+	}
+	up := 1.0
+	for c := range col.clients {
+		c.addSeries(s)
+		if c.bus != nil && !c.RedisUp() {
+			up = 0
+		}
+	}
+	col.mu.Unlock()
+	s[seriesKey{desc: descRedisUp}] = up
+	for k, v := range s {
+		var labels []string
+		if k.l1 != "" {
+			labels = append(labels, k.l1)
+		}
+		if k.l2 != "" {
+			labels = append(labels, k.l2)
+		}
+		vt := prometheus.CounterValue
+		if k.desc == descL1Bytes || k.desc == descRedisUp {
+			vt = prometheus.GaugeValue
+		}
+		ch <- prometheus.MustNewConstMetric(k.desc, vt, v, labels...)
+	}
+	col.duration.Collect(ch)
+}
+
+// addSeries adds the Client's counts to s.
+func (c *Client) addSeries(s series) {
+	add := func(d *prometheus.Desc, v uint64, labels ...string) {
+		k := seriesKey{desc: d}
+		if len(labels) > 0 {
+			k.l1 = labels[0]
+		}
+		if len(labels) > 1 {
+			k.l2 = labels[1]
+		}
+		s[k] += float64(v)
+	}
+	st := c.Stats()
+	for _, cs := range st.Caches {
+		r := cs.Resource
+		add(descHits, cs.HitsL1, r, "l1")
+		add(descHits, cs.HitsL2, r, "l2")
+		add(descMisses, cs.Misses, r)
+		add(descLoads, cs.Loads, r)
+		add(descLoadErrors, cs.LoadErrors, r)
+		add(descCoalesced, cs.Coalesced, r)
+		add(descLeases, cs.LeasesWon, r, "won")
+		add(descLeases, cs.LeasesWaited, r, "waited")
+		add(descLeases, cs.LeaseLost, r, "lost")
+		add(descLeases, cs.WaitExpired, r, "wait_expired")
+		add(descCorrupt, cs.Corrupt, r)
+		add(descTooLarge, cs.TooLarge, r)
+		add(descDegraded, cs.DegradedLoads, r)
+	}
+	add(descPublished, st.InvalidationsPublished)
+	add(descReceived, st.InvalidationsReceived)
+	add(descMalformed, st.MalformedMessages)
+	add(descFlushes, st.FlushesGap, "gap")
+	add(descFlushes, st.FlushesDown, "down")
+	add(descAdmissions, st.L1Dropped, "dropped")
+	add(descAdmissions, st.L1Rejected, "rejected")
+	add(descEvictions, st.L1Evicted)
+	s[seriesKey{desc: descL1Bytes}] += float64(st.L1Bytes)
+	for i, op := range redisOps {
+		add(descRedisErrors, c.counters.redisErrors[i].load(), op)
+	}
+}
