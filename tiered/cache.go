@@ -121,7 +121,11 @@ func (c *Cache[V]) install(h uint64, key string, v V, size int, ttl time.Duratio
 	if c.c.l1 == nil || c.cfg.noL1 {
 		return
 	}
-	c.c.l1.Install(h, key, v, int64(size), c.c.l1TTL(ttl, degraded), s)
+	if c.c.l1.Install(h, key, v, int64(size), c.c.l1TTL(ttl, degraded), s) && c.c.store == nil {
+		// ristretto applies a new key asynchronously. In L1-only mode
+		// nothing else would serve the next read, so wait for it to land.
+		c.c.l1.Wait()
+	}
 }
 
 func (c *Cache[V]) encode(key string, v V) ([]byte, error) {
@@ -248,9 +252,6 @@ func (c *Cache[V]) Set(ctx context.Context, id string, v V, opts ...CallOption) 
 		if l1 != nil && !c.cfg.noL1 {
 			l1.Invalidate(h)
 			c.install(h, key, v, len(data), co.l1ttl, false, c.stamp(h))
-			// ristretto applies a new key's Set asynchronously; in L1-only
-			// mode nothing else would serve it, so wait for read-your-writes.
-			l1.Wait()
 		}
 		return nil
 	}
@@ -360,9 +361,6 @@ func (c *Cache[V]) Warm(ctx context.Context, values map[string]V, opts ...CallOp
 		if err := c.warmBatch(ctx, batch, co); err != nil {
 			return err
 		}
-	}
-	if c.c.store == nil && c.c.l1 != nil {
-		c.c.l1.Wait()
 	}
 	return nil
 }
