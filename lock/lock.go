@@ -25,6 +25,8 @@ import (
 
 	"github.com/bsm/redislock"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tieredcache/tieredcache/internal/guard"
 )
 
 // ErrHeld is returned by Acquire when another caller holds the lease.
@@ -61,48 +63,62 @@ type Client interface {
 	Pipeline() redis.Pipeliner
 }
 
-// Leaser obtains leases. It is safe for concurrent use.
-type Leaser struct {
-	rdb     Client
-	locks   *redislock.Client
-	ttl     time.Duration
-	timeout time.Duration
+// Guard admits or refuses Redis calls: a circuit breaker (see
+// remote.Guard). gobreaker's TwoStepCircuitBreaker satisfies it.
+type Guard = guard.Guard
+
+// Config configures a Leaser.
+type Config struct {
+	// TTL is how long a lease lasts unless filled or released. Required.
+	TTL time.Duration
+	// Timeout bounds each Redis call; zero means only the caller's context.
+	Timeout time.Duration
+	// Guard, if set, admits each call and hears its outcome.
+	Guard Guard
 }
 
-// New returns a Leaser whose leases last ttl unless filled or released,
-// and whose Redis calls each last at most timeout (zero: only the caller's
-// context bounds them).
-func New(rdb Client, ttl, timeout time.Duration) (*Leaser, error) {
-	if ttl <= 0 {
+// Leaser obtains leases. It is safe for concurrent use.
+type Leaser struct {
+	rdb   Client
+	locks *redislock.Client
+	cfg   Config
+}
+
+// New returns a Leaser.
+func New(rdb Client, cfg Config) (*Leaser, error) {
+	if cfg.TTL <= 0 {
 		return nil, errors.New("lock: lease TTL must be positive")
 	}
-	return &Leaser{rdb: rdb, locks: redislock.New(rdb), ttl: ttl, timeout: timeout}, nil
+	return &Leaser{rdb: rdb, locks: redislock.New(rdb), cfg: cfg}, nil
 }
 
 // TTL returns the lease lifetime.
-func (l *Leaser) TTL() time.Duration { return l.ttl }
+func (l *Leaser) TTL() time.Duration { return l.cfg.TTL }
 
-func (l *Leaser) bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	if l.timeout <= 0 {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, l.timeout)
+func (l *Leaser) call(ctx context.Context, f func(ctx context.Context) error) error {
+	return guard.Run(ctx, l.cfg.Guard, l.cfg.Timeout, f)
 }
 
 // Acquire tries once, without waiting, to take the lease on valueKey. It
 // returns ErrHeld if someone else holds it and another error if Redis
 // could not answer.
 func (l *Leaser) Acquire(ctx context.Context, valueKey string) (*Lease, error) {
-	bctx, cancel := l.bound(ctx)
-	defer cancel()
 	// No retry strategy: a lease that is taken means a load is under way,
 	// and the caller waits for its result rather than for the lock.
-	lk, err := l.locks.Obtain(bctx, Key(valueKey), l.ttl, nil)
+	var lk *redislock.Lock
+	err := l.call(ctx, func(ctx context.Context) error {
+		var err error
+		lk, err = l.locks.Obtain(ctx, Key(valueKey), l.cfg.TTL, nil)
+		if errors.Is(err, redislock.ErrNotObtained) {
+			return nil // Redis answered; the lease is just taken
+		}
+		return err
+	})
 	switch {
+	case err == nil && lk == nil:
+		return nil, ErrHeld
 	case err == nil:
 		return &Lease{l: l, key: lk.Key(), token: lk.Token(), valueKey: valueKey}, nil
-	case errors.Is(err, redislock.ErrNotObtained):
-		return nil, ErrHeld
 	default:
 		// redislock returns ctx.Err() when the deadline passes mid-call.
 		return nil, fmt.Errorf("lock: obtain lease on %s: %w", valueKey, err)
@@ -117,20 +133,27 @@ func (l *Leaser) AcquireMany(ctx context.Context, valueKeys []string) ([]*Lease,
 	if len(valueKeys) == 0 {
 		return nil, nil
 	}
-	ctx, cancel := l.bound(ctx)
-	defer cancel()
 	leases := make([]*Lease, len(valueKeys))
 	cmds := make([]*redis.BoolCmd, len(valueKeys))
-	pl := l.rdb.Pipeline()
 	for i, k := range valueKeys {
 		token, err := randomToken()
 		if err != nil {
 			return nil, err
 		}
 		leases[i] = &Lease{l: l, key: Key(k), token: token, valueKey: k}
-		cmds[i] = pl.SetNX(ctx, leases[i].key, token, l.ttl)
 	}
-	if _, err := pl.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	err := l.call(ctx, func(ctx context.Context) error {
+		pl := l.rdb.Pipeline()
+		for i, le := range leases {
+			cmds[i] = pl.SetNX(ctx, le.key, le.token, l.cfg.TTL)
+		}
+		_, err := pl.Exec(ctx)
+		if errors.Is(err, redis.Nil) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("lock: obtain %d leases: %w", len(valueKeys), err)
 	}
 	for i, c := range cmds {
@@ -192,10 +215,13 @@ return 0
 // stored; false means a write or delete of the key, or the lease's expiry,
 // came first, and the value must not be cached anywhere.
 func (le *Lease) Fill(ctx context.Context, value []byte, ttl time.Duration, channel string, msg []byte) (bool, error) {
-	ctx, cancel := le.l.bound(ctx)
-	defer cancel()
-	n, err := fillScript.Run(ctx, le.l.rdb, []string{le.key, le.valueKey},
-		le.token, value, pxArg(ttl), channel, msg).Int()
+	var n int
+	err := le.l.call(ctx, func(ctx context.Context) error {
+		var err error
+		n, err = fillScript.Run(ctx, le.l.rdb, []string{le.key, le.valueKey},
+			le.token, value, pxArg(ttl), channel, msg).Int()
+		return err
+	})
 	if err != nil {
 		return false, fmt.Errorf("lock: fill %s: %w", le.valueKey, err)
 	}
@@ -205,9 +231,10 @@ func (le *Lease) Fill(ctx context.Context, value []byte, ttl time.Duration, chan
 // Release frees the lease without storing anything. Releasing a lease that
 // was lost is not an error.
 func (le *Lease) Release(ctx context.Context) error {
-	ctx, cancel := le.l.bound(ctx)
-	defer cancel()
-	if err := releaseScript.Run(ctx, le.l.rdb, []string{le.key}, le.token).Err(); err != nil {
+	err := le.l.call(ctx, func(ctx context.Context) error {
+		return releaseScript.Run(ctx, le.l.rdb, []string{le.key}, le.token).Err()
+	})
+	if err != nil {
 		return fmt.Errorf("lock: release %s: %w", le.valueKey, err)
 	}
 	return nil
@@ -227,20 +254,22 @@ func (l *Leaser) FillMany(ctx context.Context, fills []Fill, channel string, msg
 	if len(fills) == 0 {
 		return nil, nil
 	}
-	ctx, cancel := l.bound(ctx)
-	defer cancel()
-	// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and
-	// Redis compiles a script once whichever way it arrives.
-	pl := l.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(fills))
-	for i, f := range fills {
-		cmds[i] = fillScript.Eval(ctx, pl, []string{f.Lease.key, f.Lease.valueKey},
-			f.Lease.token, f.Value, pxArg(f.TTL), "", "")
-	}
-	if channel != "" {
-		pl.Publish(ctx, channel, msg)
-	}
-	if _, err := pl.Exec(ctx); err != nil {
+	err := l.call(ctx, func(ctx context.Context) error {
+		// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and
+		// Redis compiles a script once whichever way it arrives.
+		pl := l.rdb.Pipeline()
+		for i, f := range fills {
+			cmds[i] = fillScript.Eval(ctx, pl, []string{f.Lease.key, f.Lease.valueKey},
+				f.Lease.token, f.Value, pxArg(f.TTL), "", "")
+		}
+		if channel != "" {
+			pl.Publish(ctx, channel, msg)
+		}
+		_, err := pl.Exec(ctx)
+		return err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("lock: fill %d keys: %w", len(fills), err)
 	}
 	out := make([]bool, len(fills))
@@ -256,13 +285,15 @@ func (l *Leaser) ReleaseMany(ctx context.Context, leases []*Lease) error {
 	if len(leases) == 0 {
 		return nil
 	}
-	ctx, cancel := l.bound(ctx)
-	defer cancel()
-	pl := l.rdb.Pipeline()
-	for _, le := range leases {
-		releaseScript.Eval(ctx, pl, []string{le.key}, le.token)
-	}
-	if _, err := pl.Exec(ctx); err != nil {
+	err := l.call(ctx, func(ctx context.Context) error {
+		pl := l.rdb.Pipeline()
+		for _, le := range leases {
+			releaseScript.Eval(ctx, pl, []string{le.key}, le.token)
+		}
+		_, err := pl.Exec(ctx)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("lock: release %d leases: %w", len(leases), err)
 	}
 	return nil

@@ -30,7 +30,7 @@ func setup(t *testing.T) (*lock.Leaser, *redis.Client, string) {
 	t.Helper()
 	srv := redistest.Shared(t)
 	rdb := srv.Client(t)
-	l, err := lock.New(rdb, 5*time.Second, time.Second)
+	l, err := lock.New(rdb, lock.Config{TTL: 5 * time.Second, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestFillLosesToNewLease(t *testing.T) {
 func TestAcquireOnDeadServer(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	defer rdb.Close()
-	l, err := lock.New(rdb, time.Second, time.Second)
+	l, err := lock.New(rdb, lock.Config{TTL: time.Second, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestAcquireOnDeadServer(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
-	if _, err := lock.New(nil, 0, 0); err == nil {
+	if _, err := lock.New(nil, lock.Config{}); err == nil {
 		t.Fatal("New with zero TTL succeeded")
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tieredcache/tieredcache/internal/guard"
 )
 
 // ErrMiss is returned when a key holds no value.
@@ -28,36 +30,51 @@ type Entry struct {
 	TTL        time.Duration // zero or negative: no expiry
 }
 
+// Guard admits or refuses Redis calls: a circuit breaker. Allow returns
+// an error to refuse a call; otherwise the caller reports the call's error
+// (nil on success) to done. gobreaker's TwoStepCircuitBreaker satisfies it.
+type Guard = guard.Guard
+
+// StoreConfig configures a Store.
+type StoreConfig struct {
+	// Timeout bounds each call; zero means only the caller's context does.
+	// go-redis applies context deadlines to socket reads and writes only
+	// when the client was made with ContextTimeoutEnabled; otherwise its
+	// own ReadTimeout (3 s by default) bounds a hung server.
+	Timeout time.Duration
+	// Guard, if set, admits each call and hears its outcome. A call the
+	// guard refuses fails with the guard's error, without touching Redis.
+	// A call abandoned because the caller's context ended is reported as
+	// context.Canceled, whatever Redis did.
+	Guard Guard
+}
+
 // Store reads and writes values in Redis.
 type Store struct {
-	rdb     Client
-	timeout time.Duration
-	single  bool
+	rdb    Client
+	cfg    StoreConfig
+	single bool
 }
 
-// NewStore returns a Store over rdb whose calls each last at most timeout
-// (zero means only the caller's context bounds them).
-//
-// go-redis applies context deadlines to socket reads and writes only when
-// the client was made with ContextTimeoutEnabled; otherwise its own
-// ReadTimeout and WriteTimeout (3 s by default) bound a hung server.
-func NewStore(rdb Client, timeout time.Duration) *Store {
+// NewStore returns a Store over rdb.
+func NewStore(rdb Client, cfg StoreConfig) *Store {
 	_, single := rdb.(*redis.Client)
-	return &Store{rdb: rdb, timeout: timeout, single: single}
+	return &Store{rdb: rdb, cfg: cfg, single: single}
 }
 
-func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	if s.timeout <= 0 {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, s.timeout)
+// call runs f under the guard and the timeout.
+func (s *Store) call(ctx context.Context, f func(ctx context.Context) error) error {
+	return guard.Run(ctx, s.cfg.Guard, s.cfg.Timeout, f)
 }
 
 // Get returns the value of key, or ErrMiss.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	b, err := s.rdb.Get(ctx, key).Bytes()
+	var b []byte
+	err := s.call(ctx, func(ctx context.Context) error {
+		var err error
+		b, err = s.rdb.Get(ctx, key).Bytes()
+		return err
+	})
 	switch {
 	case err == nil:
 		return b, nil
@@ -71,14 +88,15 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 // GetWithLease returns the value of key (nil if absent) and whether its
 // lease is held, in one round trip.
 func (s *Store) GetWithLease(ctx context.Context, key, lease string) ([]byte, bool, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
 	var get *redis.StringCmd
 	var exists *redis.IntCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		get = p.Get(ctx, key)
-		exists = p.Exists(ctx, lease)
-		return nil
+	err := s.call(ctx, func(ctx context.Context) error {
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			get = p.Get(ctx, key)
+			exists = p.Exists(ctx, lease)
+			return nil
+		})
+		return err
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, false, fmt.Errorf("remote: GET %s: %w", key, err)
@@ -102,11 +120,14 @@ func (s *Store) MGet(ctx context.Context, keys []string) ([][]byte, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
 	out := make([][]byte, len(keys))
 	if s.single {
-		vals, err := s.rdb.MGet(ctx, keys...).Result()
+		var vals []any
+		err := s.call(ctx, func(ctx context.Context) error {
+			var err error
+			vals, err = s.rdb.MGet(ctx, keys...).Result()
+			return err
+		})
 		if err != nil {
 			return nil, fmt.Errorf("remote: MGET (%d keys): %w", len(keys), err)
 		}
@@ -118,11 +139,17 @@ func (s *Store) MGet(ctx context.Context, keys []string) ([][]byte, error) {
 		return out, nil
 	}
 	cmds := make([]*redis.StringCmd, len(keys))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range keys {
-			cmds[i] = p.Get(ctx, k)
+	err := s.call(ctx, func(ctx context.Context) error {
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, k := range keys {
+				cmds[i] = p.Get(ctx, k)
+			}
+			return nil
+		})
+		if errors.Is(err, redis.Nil) {
+			return nil
 		}
-		return nil
+		return err
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("remote: GET pipeline (%d keys): %w", len(keys), err)
@@ -172,9 +199,9 @@ func TTLArg(ttl time.Duration) string {
 // Set writes e, clears its lease and publishes msg on channel (no publish
 // when channel is empty), atomically.
 func (s *Store) Set(ctx context.Context, e Entry, channel string, msg []byte) error {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	err := setScript.Run(ctx, s.rdb, []string{e.Key, e.Lease}, e.Value, TTLArg(e.TTL), channel, msg).Err()
+	err := s.call(ctx, func(ctx context.Context) error {
+		return setScript.Run(ctx, s.rdb, []string{e.Key, e.Lease}, e.Value, TTLArg(e.TTL), channel, msg).Err()
+	})
 	if err != nil {
 		return fmt.Errorf("remote: SET %s: %w", e.Key, err)
 	}
@@ -184,9 +211,9 @@ func (s *Store) Set(ctx context.Context, e Entry, channel string, msg []byte) er
 // Delete removes key and its lease and publishes msg on channel (no publish
 // when channel is empty), atomically.
 func (s *Store) Delete(ctx context.Context, key, lease, channel string, msg []byte) error {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	err := delScript.Run(ctx, s.rdb, []string{key, lease}, channel, msg).Err()
+	err := s.call(ctx, func(ctx context.Context) error {
+		return delScript.Run(ctx, s.rdb, []string{key, lease}, channel, msg).Err()
+	})
 	if err != nil {
 		return fmt.Errorf("remote: DEL %s: %w", key, err)
 	}
@@ -201,21 +228,18 @@ func (s *Store) SetMany(ctx context.Context, entries []Entry, channel string, ms
 	if len(entries) == 0 {
 		return nil
 	}
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, e := range entries {
-			ttl := e.TTL
-			if ttl < 0 {
-				ttl = 0
+	err := s.call(ctx, func(ctx context.Context) error {
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, e := range entries {
+				p.Set(ctx, e.Key, e.Value, max(e.TTL, 0))
+				p.Del(ctx, e.Lease)
 			}
-			p.Set(ctx, e.Key, e.Value, ttl)
-			p.Del(ctx, e.Lease)
-		}
-		if channel != "" {
-			p.Publish(ctx, channel, msg)
-		}
-		return nil
+			if channel != "" {
+				p.Publish(ctx, channel, msg)
+			}
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("remote: SET pipeline (%d keys): %w", len(entries), err)
@@ -223,12 +247,39 @@ func (s *Store) SetMany(ctx context.Context, entries []Entry, channel string, ms
 	return nil
 }
 
+// DeleteMany removes each key with its lease (leases[i] guards keys[i]),
+// then publishes msg on channel (unless empty), in one pipelined round trip.
+// It is not atomic.
+func (s *Store) DeleteMany(ctx context.Context, keys, leases []string, channel string, msg []byte) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if len(leases) != len(keys) {
+		return errors.New("remote: DeleteMany: keys and leases differ in length")
+	}
+	err := s.call(ctx, func(ctx context.Context) error {
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, k := range keys {
+				p.Del(ctx, k, leases[i])
+			}
+			if channel != "" {
+				p.Publish(ctx, channel, msg)
+			}
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("remote: DEL pipeline (%d keys): %w", len(keys), err)
+	}
+	return nil
+}
+
 // Unlink removes key without touching its lease or publishing: it drops a
 // value that could not be decoded.
 func (s *Store) Unlink(ctx context.Context, key string) error {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	if err := s.rdb.Unlink(ctx, key).Err(); err != nil {
+	err := s.call(ctx, func(ctx context.Context) error { return s.rdb.Unlink(ctx, key).Err() })
+	if err != nil {
 		return fmt.Errorf("remote: UNLINK %s: %w", key, err)
 	}
 	return nil
@@ -236,9 +287,8 @@ func (s *Store) Unlink(ctx context.Context, key string) error {
 
 // Publish sends msg on channel.
 func (s *Store) Publish(ctx context.Context, channel string, msg []byte) error {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	if err := s.rdb.Publish(ctx, channel, msg).Err(); err != nil {
+	err := s.call(ctx, func(ctx context.Context) error { return s.rdb.Publish(ctx, channel, msg).Err() })
+	if err != nil {
 		return fmt.Errorf("remote: PUBLISH %s: %w", channel, err)
 	}
 	return nil
@@ -246,9 +296,8 @@ func (s *Store) Publish(ctx context.Context, channel string, msg []byte) error {
 
 // Ping checks that Redis answers.
 func (s *Store) Ping(ctx context.Context) error {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	if err := s.rdb.Ping(ctx).Err(); err != nil {
+	err := s.call(ctx, func(ctx context.Context) error { return s.rdb.Ping(ctx).Err() })
+	if err != nil {
 		return fmt.Errorf("remote: PING: %w", err)
 	}
 	return nil

@@ -16,7 +16,7 @@ func newStore(t *testing.T) (*remote.Store, *redis.Client, string) {
 	t.Helper()
 	srv := redistest.Shared(t)
 	rdb := srv.Client(t)
-	return remote.NewStore(rdb, time.Second), rdb, redistest.Prefix(t)
+	return remote.NewStore(rdb, remote.StoreConfig{Timeout: time.Second}), rdb, redistest.Prefix(t)
 }
 
 func TestGetMiss(t *testing.T) {
@@ -142,7 +142,7 @@ func TestMGetAndSetMany(t *testing.T) {
 func TestDownIsNotMiss(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	defer rdb.Close()
-	s := remote.NewStore(rdb, time.Second)
+	s := remote.NewStore(rdb, remote.StoreConfig{Timeout: time.Second})
 	_, err := s.Get(context.Background(), "k")
 	if err == nil || errors.Is(err, remote.ErrMiss) {
 		t.Fatalf("Get on a dead server = %v; want an error that is not ErrMiss", err)
@@ -160,5 +160,72 @@ func TestTTLArg(t *testing.T) {
 		if got := remote.TTLArg(tt.in); got != tt.want {
 			t.Errorf("TTLArg(%v) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+func TestDeleteMany(t *testing.T) {
+	s, rdb, p := newStore(t)
+	ctx := context.Background()
+	sub := rdb.Subscribe(ctx, p+":bus")
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{p + ":a", p + ":b"}
+	leases := []string{"{" + p + ":a}:lease", "{" + p + ":b}:lease"}
+	for i := range keys {
+		rdb.Set(ctx, keys[i], "v", time.Minute)
+		rdb.Set(ctx, leases[i], "tok", time.Minute)
+	}
+	if err := s.DeleteMany(ctx, keys, leases, p+":bus", []byte("gone")); err != nil {
+		t.Fatal(err)
+	}
+	if n := rdb.Exists(ctx, append(keys, leases...)...).Val(); n != 0 {
+		t.Fatalf("%d keys left", n)
+	}
+	if m, err := sub.ReceiveMessage(ctx); err != nil || m.Payload != "gone" {
+		t.Fatalf("message %v, %v", m, err)
+	}
+	if err := s.DeleteMany(ctx, keys, leases[:1], "", nil); err == nil {
+		t.Fatal("mismatched lengths accepted")
+	}
+}
+
+// fakeGuard admits calls until told to refuse, and records outcomes.
+type fakeGuard struct {
+	refuse   error
+	outcomes []error
+}
+
+func (g *fakeGuard) Allow() (func(error), error) {
+	if g.refuse != nil {
+		return nil, g.refuse
+	}
+	return func(err error) { g.outcomes = append(g.outcomes, err) }, nil
+}
+
+func TestGuard(t *testing.T) {
+	srv := redistest.Shared(t)
+	g := &fakeGuard{}
+	s := remote.NewStore(srv.Client(t), remote.StoreConfig{Timeout: time.Second, Guard: g})
+	ctx := context.Background()
+	p := redistest.Prefix(t)
+	if _, err := s.Get(ctx, p+":absent"); !errors.Is(err, remote.ErrMiss) {
+		t.Fatal(err)
+	}
+	if len(g.outcomes) != 1 || !errors.Is(g.outcomes[0], redis.Nil) {
+		t.Fatalf("outcomes %v; the guard must hear redis.Nil for a miss", g.outcomes)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := s.Get(cancelled, p+":k"); err == nil {
+		t.Fatal("Get with a cancelled context succeeded")
+	}
+	if last := g.outcomes[len(g.outcomes)-1]; !errors.Is(last, context.Canceled) {
+		t.Fatalf("a caller's cancellation reached the guard as %v", last)
+	}
+	g.refuse = errors.New("open")
+	if _, err := s.Get(ctx, p+":k"); err == nil || err.Error() != "remote: GET "+p+":k: open" {
+		t.Fatalf("refused call = %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -158,6 +159,10 @@ func (c *Cache[V]) decode(ctx context.Context, key string, data []byte) (V, bool
 }
 
 func (c *Cache[V]) redisError(op string, err error) {
+	if isBreakerRefusal(err) {
+		c.c.counters.breakerRejected.inc()
+		return
+	}
 	c.c.counters.redisError(op)
 	c.c.opts.Logger.Debug("tiered: redis call failed", "operation", op, "resource_type", c.resource, "error", err)
 }
@@ -167,34 +172,45 @@ func (c *Cache[V]) redisError(op string, err error) {
 // tier holds it, and an error wrapping ErrUnavailable when Redis could not
 // answer.
 func (c *Cache[V]) Get(ctx context.Context, id string, opts ...CallOption) (V, error) {
+	if c.c.opts.Logger.Enabled(ctx, slog.LevelDebug) {
+		start := time.Now()
+		v, t, err := c.get(ctx, id, opts)
+		c.logOp(ctx, "cache_get", t, start, err, opts)
+		return v, err
+	}
+	v, _, err := c.get(ctx, id, opts)
+	return v, err
+}
+
+func (c *Cache[V]) get(ctx context.Context, id string, opts []CallOption) (V, tier, error) {
 	var zero V
 	if c.c.closed.Load() {
-		return zero, ErrClosed
+		return zero, tierNone, ErrClosed
 	}
 	co, err := c.resolve(opts)
 	if err != nil {
-		return zero, err
+		return zero, tierNone, err
 	}
 	var buf [keyBufSize]byte
 	key, err := c.appendKey(buf[:0], ctx, id, co)
 	if err != nil {
-		return zero, err
+		return zero, tierNone, err
 	}
 	h := c.c.hash(key)
 	if !co.refresh {
 		if v, ok := c.l1Get(h, key); ok {
 			c.counters.hitsL1.inc()
-			return v, nil
+			return v, tierL1, nil
 		}
 	}
 	return c.getRemote(ctx, string(key), h, co)
 }
 
-func (c *Cache[V]) getRemote(ctx context.Context, key string, h uint64, co call) (V, error) {
+func (c *Cache[V]) getRemote(ctx context.Context, key string, h uint64, co call) (V, tier, error) {
 	var zero V
 	if c.c.store == nil {
 		c.miss()
-		return zero, ErrNotFound
+		return zero, tierNone, ErrNotFound
 	}
 	s := c.stamp(h)
 	start := time.Now()
@@ -203,19 +219,19 @@ func (c *Cache[V]) getRemote(ctx context.Context, key string, h uint64, co call)
 	switch {
 	case errors.Is(err, remote.ErrMiss):
 		c.miss()
-		return zero, ErrNotFound
+		return zero, tierNone, ErrNotFound
 	case err != nil:
 		c.redisError("get", err)
-		return zero, unavailable("get", key, err)
+		return zero, tierNone, unavailable("get", key, err)
 	}
 	v, ok := c.decode(ctx, key, data)
 	if !ok {
 		c.miss()
-		return zero, ErrNotFound
+		return zero, tierNone, ErrNotFound
 	}
 	c.counters.hitsL2.inc()
 	c.install(h, key, v, len(data), co.l1ttl, false, s)
-	return v, nil
+	return v, tierL2, nil
 }
 
 func (c *Cache[V]) miss() {
@@ -229,6 +245,16 @@ func (c *Cache[V]) miss() {
 // If Redis fails, the local copy is dropped and the error wraps
 // ErrUnavailable.
 func (c *Cache[V]) Set(ctx context.Context, id string, v V, opts ...CallOption) error {
+	if c.c.opts.Logger.Enabled(ctx, slog.LevelDebug) {
+		start := time.Now()
+		err := c.set(ctx, id, v, opts)
+		c.logOp(ctx, "cache_set", tierNone, start, err, opts)
+		return err
+	}
+	return c.set(ctx, id, v, opts)
+}
+
+func (c *Cache[V]) set(ctx context.Context, id string, v V, opts []CallOption) error {
 	if c.c.closed.Load() {
 		return ErrClosed
 	}
@@ -268,6 +294,7 @@ func (c *Cache[V]) Set(ctx context.Context, id string, v V, opts ...CallOption) 
 	}
 	if err != nil {
 		c.redisError("set", err)
+		c.c.deferInvalidation(key)
 		return unavailable("set", key, err)
 	}
 	c.c.counters.published.inc()
@@ -288,6 +315,16 @@ func (c *Cache[V]) Set(ctx context.Context, id string, v V, opts ...CallOption) 
 // the error (wrapping ErrUnavailable) then says other processes may still
 // hold theirs.
 func (c *Cache[V]) Delete(ctx context.Context, id string, opts ...CallOption) error {
+	if c.c.opts.Logger.Enabled(ctx, slog.LevelDebug) {
+		start := time.Now()
+		err := c.del(ctx, id, opts)
+		c.logOp(ctx, "cache_delete", tierNone, start, err, opts)
+		return err
+	}
+	return c.del(ctx, id, opts)
+}
+
+func (c *Cache[V]) del(ctx context.Context, id string, opts []CallOption) error {
 	if c.c.closed.Load() {
 		return ErrClosed
 	}
@@ -322,6 +359,7 @@ func (c *Cache[V]) Delete(ctx context.Context, id string, opts ...CallOption) er
 	}
 	if err != nil {
 		c.redisError("delete", err)
+		c.c.deferInvalidation(key)
 		return unavailable("delete", key, err)
 	}
 	c.c.counters.published.inc()
@@ -399,6 +437,7 @@ func (c *Cache[V]) warmBatch(ctx context.Context, batch []warmItem[V], co call) 
 				}
 			}
 			c.redisError("set", err)
+			c.c.deferInvalidation(keyList...)
 			return unavailable("warm", fmt.Sprintf("(%d keys)", len(batch)), err)
 		}
 		c.c.counters.published.inc()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
 
 	"github.com/tieredcache/tieredcache/keys"
 	"github.com/tieredcache/tieredcache/local"
@@ -29,6 +30,12 @@ type Client struct {
 	leases *lock.Leaser
 	bus    *remote.Bus
 	wake   waiters
+
+	breaker     *gobreaker.TwoStepCircuitBreaker[struct{}] // nil when disabled
+	breakerOpen atomic.Bool
+	pending     pendingInvalidations
+	replayKick  chan struct{}
+	replayDone  chan struct{}
 
 	// degraded is set while the subscription is down (or not yet up): the
 	// in-process tier then keeps values only DegradedTTL.
@@ -78,8 +85,14 @@ func New(opts Options) (*Client, error) {
 	if o.Redis == nil {
 		return c, nil
 	}
-	c.store = remote.NewStore(o.Redis, o.OpTimeout)
-	if c.leases, err = lock.New(o.Redis, o.LeaseTTL, o.OpTimeout); err != nil {
+	c.breaker = newBreaker(c, o.Breaker)
+	var guard remote.Guard
+	if c.breaker != nil {
+		guard = c.breaker
+	}
+	c.store = remote.NewStore(o.Redis, remote.StoreConfig{Timeout: o.OpTimeout, Guard: guard})
+	c.leases, err = lock.New(o.Redis, lock.Config{TTL: o.LeaseTTL, Timeout: o.OpTimeout, Guard: guard})
+	if err != nil {
 		c.closeL1()
 		return nil, fmt.Errorf("tiered: %w", err)
 	}
@@ -95,6 +108,10 @@ func New(opts Options) (*Client, error) {
 	}
 	warnContextTimeout(o)
 	c.degraded.Store(true)
+	c.pending.max = o.MaxPendingInvalidations
+	c.replayKick = make(chan struct{}, 1)
+	c.replayDone = make(chan struct{})
+	go c.replayLoop()
 	c.bus.Start()
 	t := time.NewTimer(o.StartupWait)
 	defer t.Stop()
@@ -142,9 +159,17 @@ func (c *Client) InstanceID() string { return c.opts.InstanceID }
 // Keys returns the key builder.
 func (c *Client) Keys() *keys.Builder { return c.keys }
 
-// RedisUp reports whether Redis is configured and the invalidation
-// subscription is confirmed.
-func (c *Client) RedisUp() bool { return c.bus != nil && !c.degraded.Load() }
+// RedisUp reports whether Redis is configured and usable: the
+// invalidation subscription is confirmed and the circuit breaker is not
+// open.
+func (c *Client) RedisUp() bool {
+	if c.breaker != nil {
+		// State moves an open breaker whose cooldown has passed to
+		// half-open, which lets the next call test Redis.
+		c.breaker.State()
+	}
+	return c.bus != nil && !c.degraded.Load() && !c.breakerOpen.Load()
+}
 
 // Close stops the subscription and cancels loads under way, waits for
 // them, and releases the in-process tier. Calls afterwards return
@@ -161,6 +186,7 @@ func (c *Client) Close() error {
 	var err error
 	if c.bus != nil {
 		err = c.bus.Close()
+		<-c.replayDone
 	}
 	c.flights.Wait()
 	c.closeL1()
@@ -223,6 +249,12 @@ func (c *Client) Stats() Stats {
 		L1Evicted:              c.counters.l1Evicted.load(),
 		L1Rejected:             c.counters.l1Rejected.load(),
 		RedisErrors:            c.counters.redisErrorTotal(),
+		BreakerOpen:            c.breakerOpen.Load(),
+		BreakerOpened:          c.counters.breakerOpened.load(),
+		BreakerRejections:      c.counters.breakerRejected.load(),
+		PendingInvalidations:   c.pending.len(),
+		LostInvalidations:      c.counters.lostInvalidations.load(),
+		ReplayedInvalidations:  c.counters.replayed.load(),
 	}
 	if c.l1 != nil {
 		s.L1Dropped = c.l1.Dropped()
@@ -234,65 +266,6 @@ func (c *Client) Stats() Stats {
 	}
 	c.cachesMu.Unlock()
 	return s
-}
-
-// busHandler applies what the invalidation bus reports.
-type busHandler struct{ c *Client }
-
-func (h busHandler) Up(gap bool) {
-	c := h.c
-	// Anything cached while the subscription was away may have missed an
-	// invalidation. Flush before leaving degraded mode, so an install that
-	// raced the flush used the short TTL.
-	if c.l1 != nil {
-		c.l1.Flush()
-	}
-	if gap {
-		c.counters.flushGap.inc()
-	}
-	if c.degraded.Swap(false) && c.lastDown.Load() != nil {
-		c.opts.Logger.Info("tiered: Redis subscription restored; caching enabled", "gap", gap)
-	}
-}
-
-func (h busHandler) Down(err error) {
-	c := h.c
-	c.lastDown.Store(&err)
-	if !c.degraded.Swap(true) {
-		c.opts.Logger.Warn("tiered: Redis subscription lost; serving loads with short-lived local caching", "error", err)
-	}
-	if c.l1 != nil {
-		c.l1.Flush()
-	}
-	c.counters.flushDown.inc()
-}
-
-func (h busHandler) Message(m remote.Message) {
-	c := h.c
-	if m.Kind == remote.KindFill {
-		// A fill is of a key that was absent from Redis: no copy of it here
-		// can be newer, so it only wakes whoever waits for the key.
-		for _, k := range m.Keys {
-			c.wake.wake(c.hashString(k))
-		}
-		return
-	}
-	if m.Origin == c.opts.InstanceID {
-		return
-	}
-	c.counters.received.inc()
-	for _, k := range m.Keys {
-		hash := c.hashString(k)
-		if c.l1 != nil {
-			c.l1.Invalidate(hash)
-		}
-		c.wake.wake(hash)
-	}
-}
-
-func (h busHandler) Malformed(err error) {
-	h.c.counters.malformed.inc()
-	h.c.opts.Logger.Warn("tiered: ignored malformed invalidation message", "error", err)
 }
 
 // hashString hashes a key for the in-process tier and the waiter stripes.
@@ -317,35 +290,4 @@ func fnv64(s string) uint64 {
 		h *= 1099511628211
 	}
 	return h
-}
-
-// waiters wakes callers waiting for another process to fill a key. It is a
-// fixed array of stripes, each with a channel closed on every fill or
-// invalidation of a key in the stripe; a waiter then re-reads Redis, so a
-// wake-up meant for another key of the stripe costs one read.
-type waiters struct {
-	stripes [256]struct {
-		mu sync.Mutex
-		ch chan struct{}
-	}
-}
-
-func (w *waiters) wait(h uint64) <-chan struct{} {
-	s := &w.stripes[h%uint64(len(w.stripes))]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ch == nil {
-		s.ch = make(chan struct{})
-	}
-	return s.ch
-}
-
-func (w *waiters) wake(h uint64) {
-	s := &w.stripes[h%uint64(len(w.stripes))]
-	s.mu.Lock()
-	if s.ch != nil {
-		close(s.ch)
-		s.ch = nil
-	}
-	s.mu.Unlock()
 }

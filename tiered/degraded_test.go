@@ -95,6 +95,16 @@ func TestRedisDownAtStartAndBack(t *testing.T) {
 	if !logs.Contains("caching enabled") {
 		t.Fatalf("no info line when Redis returned; logs:\n%s", logs)
 	}
+	// The failed Delete of 1 and Set of 2 are replayed as deletions.
+	for c.Stats().PendingInvalidations != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("invalidations not replayed: %+v", c.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := c.Stats(); st.ReplayedInvalidations != 2 {
+		t.Fatalf("ReplayedInvalidations = %d, want 2", st.ReplayedInvalidations)
+	}
 	// The degraded copy was flushed on the way back: the next read goes to
 	// Redis (empty after the restart) and loads.
 	before = loads

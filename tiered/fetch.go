@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"time"
 
@@ -68,32 +69,46 @@ func (c *Cache[V]) Wrap(load func(ctx context.Context, id string) (V, error), op
 }
 
 func (c *Cache[V]) fetch(ctx context.Context, id string, ld loader[V], opts []CallOption) (V, error) {
+	if c.c.opts.Logger.Enabled(ctx, slog.LevelDebug) {
+		start := time.Now()
+		v, t, err := c.fetchTier(ctx, id, ld, opts)
+		c.logOp(ctx, "cache_fetch", t, start, err, opts)
+		return v, err
+	}
+	v, _, err := c.fetchTier(ctx, id, ld, opts)
+	return v, err
+}
+
+func (c *Cache[V]) fetchTier(ctx context.Context, id string, ld loader[V], opts []CallOption) (V, tier, error) {
 	var zero V
 	if c.c.closed.Load() {
-		return zero, ErrClosed
+		return zero, tierNone, ErrClosed
 	}
 	co, err := c.resolve(opts)
 	if err != nil {
-		return zero, err
+		return zero, tierNone, err
 	}
 	var buf [keyBufSize]byte
 	key, err := c.appendKey(buf[:0], ctx, id, co)
 	if err != nil {
-		return zero, err
+		return zero, tierNone, err
 	}
 	h := c.c.hash(key)
 	if !co.refresh {
 		if v, ok := c.l1Get(h, key); ok {
 			c.counters.hitsL1.inc()
-			return v, nil
+			return v, tierL1, nil
 		}
 	}
 	return c.fetchShared(ctx, string(key), h, ld, co)
 }
 
+// l2Hit marks a flight's result that came from Redis rather than a load.
+type l2Hit[V any] struct{ v V }
+
 // fetchShared joins or starts this process's load of key and waits for it
 // as long as ctx allows.
-func (c *Cache[V]) fetchShared(ctx context.Context, key string, h uint64, ld loader[V], co call) (V, error) {
+func (c *Cache[V]) fetchShared(ctx context.Context, key string, h uint64, ld loader[V], co call) (V, tier, error) {
 	var zero V
 	flightKey := key
 	if co.refresh {
@@ -117,11 +132,14 @@ func (c *Cache[V]) fetchShared(ctx context.Context, key string, h uint64, ld loa
 			c.counters.coalesced.inc()
 		}
 		if r.Err != nil {
-			return zero, r.Err
+			return zero, tierNone, r.Err
 		}
-		return r.Val.(V), nil
+		if hit, ok := r.Val.(l2Hit[V]); ok {
+			return hit.v, tierL2, nil
+		}
+		return r.Val.(V), tierNone, nil
 	case <-ctx.Done():
-		return zero, fmt.Errorf("tiered: fetch %s: %w", key, ctx.Err())
+		return zero, tierNone, fmt.Errorf("tiered: fetch %s: %w", key, ctx.Err())
 	}
 }
 
@@ -147,7 +165,7 @@ func (c *Cache[V]) flight(parent context.Context, key string, h uint64, ld loade
 			if v, ok := c.decode(ctx, key, data); ok {
 				c.counters.hitsL2.inc()
 				c.install(h, key, v, len(data), co.l1ttl, false, s)
-				return v, nil
+				return l2Hit[V]{v}, nil
 			}
 		case !errors.Is(err, remote.ErrMiss):
 			c.redisError("get", err)
@@ -180,7 +198,7 @@ func (c *Cache[V]) leasedLoad(ctx context.Context, key string, h uint64, ld load
 				c.redisError("wait", err)
 				return c.degradedLoad(ctx, key, h, ld, co, s)
 			case found:
-				return v, nil
+				return l2Hit[V]{v}, nil
 			case time.Now().After(deadline):
 				// The holder is slow or gone. Load without caching: the
 				// holder's fill, or the next lease, will cache.
@@ -206,12 +224,19 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, key string, h uint64, lease 
 	// Another process may have filled the key between our read and our
 	// lease; read again rather than load twice. A refresh wants a new value.
 	if !co.refresh {
-		if data, err := c.c.store.Get(ctx, key); err == nil {
+		data, err := c.c.store.Get(ctx, key)
+		switch {
+		case err == nil:
 			if v, ok := c.decode(ctx, key, data); ok {
 				c.release(ctx, lease)
 				c.install(h, key, v, len(data), co.l1ttl, false, s)
-				return v, nil
+				return l2Hit[V]{v}, nil
 			}
+		case !errors.Is(err, remote.ErrMiss):
+			// Redis failed after granting the lease: do not wait on it
+			// again for the fill; the lease expires on its own.
+			c.redisError("get", err)
+			return c.degradedLoad(ctx, key, h, ld, co, s)
 		}
 	}
 	v, err := c.load(ctx, ld)

@@ -111,8 +111,23 @@ var (
 	descRedisErrors = prometheus.NewDesc("cache_redis_errors_total",
 		"Failed Redis calls by operation.", []string{"operation"}, nil)
 	descRedisUp = prometheus.NewDesc("cache_redis_up",
-		"1 while every Client has Redis and its invalidation subscription, 0 otherwise.", nil, nil)
+		"1 while every Client can use Redis (subscription confirmed, breaker closed), 0 otherwise.", nil, nil)
+	descBreakerOpen = prometheus.NewDesc("cache_redis_breaker_open",
+		"1 while the circuit breaker in front of Redis is open in any Client.", nil, nil)
+	descBreakerRejections = prometheus.NewDesc("cache_redis_breaker_rejections_total",
+		"Redis calls refused by an open circuit breaker.", nil, nil)
+	descPending = prometheus.NewDesc("cache_invalidations_pending",
+		"Keys whose write or delete failed on Redis, waiting to be invalidated when it returns.", nil, nil)
+	descReplayed = prometheus.NewDesc("cache_invalidations_replayed_total",
+		"Deferred invalidations replayed after Redis returned.", nil, nil)
+	descLost = prometheus.NewDesc("cache_invalidations_lost_total",
+		"Deferred invalidations dropped because too many were waiting.", nil, nil)
 )
+
+// gauges are the descs whose series are gauges, not counters.
+var gauges = map[*prometheus.Desc]bool{
+	descL1Bytes: true, descRedisUp: true, descBreakerOpen: true, descPending: true,
+}
 
 // collector exposes the counters of every Client attached to it, summed,
 // plus the shared duration histogram. Counts of closed Clients are kept so
@@ -161,7 +176,7 @@ func (col *collector) detach(c *Client) {
 	s := make(series)
 	c.addSeries(s)
 	for k, v := range s {
-		if k.desc == descL1Bytes || k.desc == descRedisUp {
+		if gauges[k.desc] {
 			continue
 		}
 		col.retired[k] += v
@@ -174,6 +189,7 @@ func (col *collector) Describe(ch chan<- *prometheus.Desc) {
 		descHits, descMisses, descLoads, descLoadErrors, descCoalesced, descLeases,
 		descCorrupt, descTooLarge, descDegraded, descPublished, descReceived, descMalformed,
 		descFlushes, descAdmissions, descEvictions, descL1Bytes, descRedisErrors, descRedisUp,
+		descBreakerOpen, descBreakerRejections, descPending, descReplayed, descLost,
 	} {
 		ch <- d
 	}
@@ -187,15 +203,19 @@ func (col *collector) Collect(ch chan<- prometheus.Metric) {
 	for k, v := range col.retired {
 		s[k] = v
 	}
-	up := 1.0
+	up, open := 1.0, 0.0
 	for c := range col.clients {
 		c.addSeries(s)
 		if c.bus != nil && !c.RedisUp() {
 			up = 0
 		}
+		if c.breakerOpen.Load() {
+			open = 1
+		}
 	}
 	col.mu.Unlock()
 	s[seriesKey{desc: descRedisUp}] = up
+	s[seriesKey{desc: descBreakerOpen}] = open
 	for k, v := range s {
 		var labels []string
 		if k.l1 != "" {
@@ -205,7 +225,7 @@ func (col *collector) Collect(ch chan<- prometheus.Metric) {
 			labels = append(labels, k.l2)
 		}
 		vt := prometheus.CounterValue
-		if k.desc == descL1Bytes || k.desc == descRedisUp {
+		if gauges[k.desc] {
 			vt = prometheus.GaugeValue
 		}
 		ch <- prometheus.MustNewConstMetric(k.desc, vt, v, labels...)
@@ -251,6 +271,10 @@ func (c *Client) addSeries(s series) {
 	add(descAdmissions, st.L1Rejected, "rejected")
 	add(descEvictions, st.L1Evicted)
 	s[seriesKey{desc: descL1Bytes}] += float64(st.L1Bytes)
+	s[seriesKey{desc: descPending}] += float64(st.PendingInvalidations)
+	add(descBreakerRejections, st.BreakerRejections)
+	add(descReplayed, st.ReplayedInvalidations)
+	add(descLost, st.LostInvalidations)
 	for i, op := range redisOps {
 		add(descRedisErrors, c.counters.redisErrors[i].load(), op)
 	}

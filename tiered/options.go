@@ -1,6 +1,7 @@
 package tiered
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -87,11 +88,26 @@ type Options struct {
 	// it returns with Redis marked unavailable. Default: 2 seconds.
 	StartupWait time.Duration
 
+	// Breaker tunes the circuit breaker in front of Redis.
+	Breaker BreakerOptions
+
+	// MaxPendingInvalidations bounds the keys remembered when a Set or
+	// Delete fails on Redis, to be deleted and invalidated when it returns.
+	// Beyond it invalidations are lost (counted and logged). Default: 100000.
+	MaxPendingInvalidations int
+
 	// Registerer receives the Client's Prometheus metrics. Nil: none.
 	Registerer prometheus.Registerer
 
-	// Logger receives the Client's logs. Nil: none.
+	// Logger receives the Client's logs. Nil: none. At debug level every
+	// operation logs a line with operation, resource_type, cache_hit,
+	// duration_ms, request_id and org_id, as the Python template does; the
+	// check for the level is all it costs when debug is off.
 	Logger *slog.Logger
+
+	// RequestID extracts the request id logged with each operation from the
+	// caller's context. Default: the id set by WithRequestID.
+	RequestID func(ctx context.Context) (string, bool)
 }
 
 const (
@@ -105,6 +121,7 @@ const (
 	defaultMaxValue    = 1 << 20
 	defaultHealthCheck = time.Second
 	defaultStartupWait = 2 * time.Second
+	defaultMaxPending  = 100000
 )
 
 // resolve returns a copy of o with defaults filled in, or an error.
@@ -121,6 +138,12 @@ func (o Options) resolve() (Options, error) {
 	}
 	if o.MaxValueBytes < 0 {
 		return o, errors.New("tiered: MaxValueBytes must not be negative")
+	}
+	if o.MaxPendingInvalidations < 0 {
+		return o, errors.New("tiered: MaxPendingInvalidations must not be negative")
+	}
+	if o.Breaker.Cooldown < 0 {
+		return o, errors.New("tiered: Breaker.Cooldown must not be negative")
 	}
 	if o.Keys == nil {
 		kb, err := keys.New(defaultPrefix)
@@ -149,6 +172,13 @@ func (o Options) resolve() (Options, error) {
 	if o.MaxValueBytes == 0 {
 		o.MaxValueBytes = defaultMaxValue
 	}
+	if o.MaxPendingInvalidations == 0 {
+		o.MaxPendingInvalidations = defaultMaxPending
+	}
+	if o.Breaker.Failures == 0 {
+		o.Breaker.Failures = defaultBreakerFailures
+	}
+	def(&o.Breaker.Cooldown, defaultBreakerCooldown)
 	if o.Channel == "" {
 		o.Channel = o.Keys.Prefix() + ":invalidate"
 	}
@@ -157,6 +187,9 @@ func (o Options) resolve() (Options, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.RequestID == nil {
+		o.RequestID = RequestIDFrom
 	}
 	return o, nil
 }

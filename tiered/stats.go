@@ -92,10 +92,12 @@ type clientCounters struct {
 	flushGap, flushDown            counter
 	l1Evicted, l1Rejected          counter
 	redisErrors                    [len(redisOps)]counter
+	breakerOpened, breakerRejected counter
+	lostInvalidations, replayed    counter
 }
 
 // redisOps are the Redis operations whose failures are counted.
-var redisOps = [...]string{"get", "mget", "set", "delete", "lease", "fill", "release", "wait", "unlink"}
+var redisOps = [...]string{"get", "mget", "set", "delete", "lease", "fill", "release", "wait", "unlink", "replay"}
 
 func (c *clientCounters) redisError(op string) {
 	for i, o := range redisOps {
@@ -134,6 +136,16 @@ type Stats struct {
 	L1Bytes int64
 	// RedisErrors counts failed Redis calls.
 	RedisErrors uint64
+	// BreakerOpen reports whether the circuit breaker is open; BreakerOpened
+	// counts how often it opened; BreakerRejections, the calls it refused.
+	BreakerOpen                      bool
+	BreakerOpened, BreakerRejections uint64
+	// PendingInvalidations counts keys whose Set or Delete failed on Redis
+	// and whose invalidation waits to be replayed when Redis returns;
+	// ReplayedInvalidations, those replayed; LostInvalidations, those
+	// dropped because MaxPendingInvalidations was reached.
+	PendingInvalidations                     int
+	ReplayedInvalidations, LostInvalidations uint64
 	// Caches holds one entry per Cache, in creation order.
 	Caches []CacheStats
 }

@@ -41,10 +41,11 @@ type Server struct {
 	Addr string
 	Kind Kind
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	port int
-	mini *miniredis.Miniredis
+	mu    sync.Mutex
+	cmd   *exec.Cmd
+	port  int
+	extra []string // more redis-server arguments
+	mini  *miniredis.Miniredis
 }
 
 // InCI reports whether the tests run in CI (CI=true).
@@ -157,8 +158,9 @@ func (s *Server) Start() error {
 	if s.cmd != nil {
 		return nil
 	}
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning")
+	args := []string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"}
+	cmd := exec.Command("redis-server", append(args, s.extra...)...)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("redistest: start redis-server: %w", err)
 	}

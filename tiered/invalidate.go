@@ -1,0 +1,235 @@
+package tiered
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/tieredcache/tieredcache/lock"
+	"github.com/tieredcache/tieredcache/remote"
+)
+
+// busHandler applies what the invalidation bus reports.
+type busHandler struct{ c *Client }
+
+func (h busHandler) Up(gap bool) {
+	c := h.c
+	// Anything cached while the subscription was away may have missed an
+	// invalidation. Flush before leaving degraded mode, so an install that
+	// raced the flush used the short TTL.
+	if c.l1 != nil {
+		c.l1.Flush()
+	}
+	if gap {
+		c.counters.flushGap.inc()
+	}
+	if c.degraded.Swap(false) && c.lastDown.Load() != nil {
+		c.opts.Logger.Info("tiered: Redis subscription restored; caching enabled", "gap", gap)
+	}
+	c.kickReplay()
+}
+
+func (h busHandler) Down(err error) {
+	c := h.c
+	c.lastDown.Store(&err)
+	if !c.degraded.Swap(true) {
+		c.opts.Logger.Warn("tiered: Redis subscription lost; serving loads with short-lived local caching", "error", err)
+	}
+	if c.l1 != nil {
+		c.l1.Flush()
+	}
+	c.counters.flushDown.inc()
+}
+
+func (h busHandler) Message(m remote.Message) {
+	c := h.c
+	if m.Kind == remote.KindFill {
+		// A fill is of a key that was absent from Redis: no copy of it here
+		// can be newer, so it only wakes whoever waits for the key.
+		for _, k := range m.Keys {
+			c.wake.wake(c.hashString(k))
+		}
+		return
+	}
+	if m.Origin == c.opts.InstanceID {
+		return
+	}
+	c.counters.received.inc()
+	for _, k := range m.Keys {
+		hash := c.hashString(k)
+		if c.l1 != nil {
+			c.l1.Invalidate(hash)
+		}
+		c.wake.wake(hash)
+	}
+}
+
+func (h busHandler) Malformed(err error) {
+	h.c.counters.malformed.inc()
+	h.c.opts.Logger.Warn("tiered: ignored malformed invalidation message", "error", err)
+}
+
+// deferInvalidation records keys whose write or delete failed on Redis:
+// the value there, and other processes' copies, may be stale. When Redis is
+// back the keys are deleted and invalidated.
+func (c *Client) deferInvalidation(keys ...string) {
+	if c.store == nil {
+		return
+	}
+	if lost := c.pending.add(keys...); lost > 0 {
+		c.counters.lostInvalidations.add(uint64(lost))
+		c.opts.Logger.Error("tiered: too many invalidations waiting for Redis; some are lost",
+			"lost", lost, "limit", c.opts.MaxPendingInvalidations)
+	}
+	c.kickReplay()
+}
+
+func (c *Client) kickReplay() {
+	if c.replayKick == nil {
+		return
+	}
+	select {
+	case c.replayKick <- struct{}{}:
+	default:
+	}
+}
+
+// replayLoop replays deferred invalidations whenever it is kicked (a
+// failed write, the subscription coming back), retrying with backoff while
+// Redis still fails. It ends when the Client closes.
+func (c *Client) replayLoop() {
+	defer close(c.replayDone)
+	const minDelay, maxDelay = 100 * time.Millisecond, 5 * time.Second
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.replayKick:
+		}
+		delay := minDelay
+		for !c.replay() {
+			t := time.NewTimer(delay)
+			select {
+			case <-c.ctx.Done():
+				t.Stop()
+				return
+			case <-c.replayKick:
+			case <-t.C:
+			}
+			t.Stop()
+			delay = min(2*delay, maxDelay)
+		}
+	}
+}
+
+// replay deletes and invalidates the pending keys, a batch per round trip.
+// It reports whether none is left.
+func (c *Client) replay() bool {
+	for {
+		batch := c.pending.take(warmBatch)
+		if len(batch) == 0 {
+			return true
+		}
+		leases := make([]string, len(batch))
+		for i, k := range batch {
+			leases[i] = lock.Key(k)
+		}
+		msg, err := c.bus.Encode(remote.KindInvalidate, batch...)
+		if err == nil {
+			err = c.store.DeleteMany(c.ctx, batch, leases, c.opts.Channel, msg)
+		}
+		if err != nil {
+			c.pending.putBack(batch)
+			if !isBreakerRefusal(err) {
+				c.counters.redisError("replay")
+			}
+			return false
+		}
+		c.counters.replayed.add(uint64(len(batch)))
+		c.counters.published.inc()
+		c.opts.Logger.Info("tiered: replayed invalidations deferred while Redis was unavailable", "keys", len(batch))
+	}
+}
+
+// pendingInvalidations is the bounded set of keys waiting for replay.
+type pendingInvalidations struct {
+	mu   sync.Mutex
+	keys map[string]struct{}
+	max  int
+}
+
+// add records keys and returns how many did not fit.
+func (p *pendingInvalidations) add(keys ...string) (lost int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.keys == nil {
+		p.keys = make(map[string]struct{})
+	}
+	for _, k := range keys {
+		if _, ok := p.keys[k]; ok {
+			continue
+		}
+		if len(p.keys) >= p.max {
+			lost++
+			continue
+		}
+		p.keys[k] = struct{}{}
+	}
+	return lost
+}
+
+// take removes and returns up to n keys.
+func (p *pendingInvalidations) take(n int) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]string, 0, min(n, len(p.keys)))
+	for k := range p.keys {
+		if len(out) == n {
+			break
+		}
+		out = append(out, k)
+		delete(p.keys, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// putBack returns keys that could not be replayed.
+func (p *pendingInvalidations) putBack(keys []string) { p.add(keys...) }
+
+func (p *pendingInvalidations) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.keys)
+}
+
+// waiters wakes callers waiting for another process to fill a key. It is a
+// fixed array of stripes, each with a channel closed on every fill or
+// invalidation of a key in the stripe; a waiter then re-reads Redis, so a
+// wake-up meant for another key of the stripe costs one read.
+type waiters struct {
+	stripes [256]struct {
+		mu sync.Mutex
+		ch chan struct{}
+	}
+}
+
+func (w *waiters) wait(h uint64) <-chan struct{} {
+	s := &w.stripes[h%uint64(len(w.stripes))]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+	}
+	return s.ch
+}
+
+func (w *waiters) wake(h uint64) {
+	s := &w.stripes[h%uint64(len(w.stripes))]
+	s.mu.Lock()
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+	}
+	s.mu.Unlock()
+}
