@@ -32,33 +32,62 @@ type User struct {
 // instance is one simulated process: its own Redis client and Client.
 type instance struct {
 	name   string
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	client *tiered.Client
 	users  *tiered.Cache[User]
 }
 
+// topology is a kind of Redis deployment the suite runs against.
+type topology struct {
+	name string
+	// client returns a new client whose connections carry name.
+	client func(t *testing.T, name string) redis.UniversalClient
+}
+
+// topologies returns a single Redis and a Redis Cluster. The cluster is
+// skipped, saying so, where none can be found, and fails the run in CI.
+func forEachTopology(t *testing.T, f func(t *testing.T, topo topology)) {
+	t.Run("single", func(t *testing.T) {
+		srv := redistest.Shared(t)
+		f(t, topology{name: "single", client: func(t *testing.T, name string) redis.UniversalClient {
+			o := srv.Options()
+			o.ClientName = name
+			rdb := redis.NewClient(o)
+			t.Cleanup(func() { _ = rdb.Close() })
+			return rdb
+		}})
+	})
+	t.Run("cluster", func(t *testing.T) {
+		cl := redistest.SharedCluster(t)
+		f(t, topology{name: "cluster", client: func(t *testing.T, name string) redis.UniversalClient {
+			o := cl.Options()
+			o.ClientName = name
+			rdb := redis.NewClusterClient(o)
+			t.Cleanup(func() { _ = rdb.Close() })
+			return rdb
+		}})
+	})
+}
+
 type fleet struct {
-	srv       *redistest.Server
 	prefix    string
 	kb        *keys.Builder
 	instances []*instance
-	admin     *redis.Client
+	admin     redis.UniversalClient
 }
 
-// newFleet starts n instances sharing srv under a prefix of their own.
-func newFleet(t *testing.T, srv *redistest.Server, n int, kopts ...keys.Option) *fleet {
+// newFleet starts n instances under a prefix of their own.
+func newFleet(t *testing.T, topo topology, n int, kopts ...keys.Option) *fleet {
 	t.Helper()
 	prefix := redistest.Prefix(t)
 	kb, err := keys.New(prefix, kopts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fleet{srv: srv, prefix: prefix, kb: kb, admin: srv.Client(t)}
+	f := &fleet{prefix: prefix, kb: kb, admin: topo.client(t, prefix+"-admin")}
 	for i := range n {
 		name := fmt.Sprintf("%s-%c", prefix, 'a'+i)
-		opts := srv.Options()
-		opts.ClientName = name
-		rdb := redis.NewClient(opts)
+		rdb := topo.client(t, name)
 		client, err := tiered.New(tiered.Options{
 			Redis:               rdb,
 			Keys:                kb,
@@ -82,7 +111,6 @@ func newFleet(t *testing.T, srv *redistest.Server, n int, kopts ...keys.Option) 
 			if err := in.client.Close(); err != nil {
 				t.Errorf("Close %s: %v", in.name, err)
 			}
-			_ = in.rdb.Close()
 		}
 	})
 	return f
@@ -114,9 +142,11 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 // TestStampedeLoadsOnce sends 200 concurrent callers on each of 3 instances
 // at one cold key with a 50 ms loader: singleflight collapses each
 // instance's callers, the Redis lease collapses the instances.
-func TestStampedeLoadsOnce(t *testing.T) {
+func TestStampedeLoadsOnce(t *testing.T) { forEachTopology(t, testStampedeLoadsOnce) }
+
+func testStampedeLoadsOnce(t *testing.T, topo topology) {
 	const perInstance = 200
-	f := newFleet(t, redistest.Shared(t), 3)
+	f := newFleet(t, topo, 3)
 	var loads atomic.Int64
 	load := func(ctx context.Context) (User, error) {
 		loads.Add(1)
@@ -161,7 +191,11 @@ func TestStampedeLoadsOnce(t *testing.T) {
 // TestWriteInvalidatesOtherInstances checks that after Set or Delete on one
 // instance, the others stop serving their in-process copy.
 func TestWriteInvalidatesOtherInstances(t *testing.T) {
-	f := newFleet(t, redistest.Shared(t), 3)
+	forEachTopology(t, testWriteInvalidatesOtherInstances)
+}
+
+func testWriteInvalidatesOtherInstances(t *testing.T, topo topology) {
+	f := newFleet(t, topo, 3)
 	ctx := context.Background()
 	a, b, c := f.instances[0], f.instances[1], f.instances[2]
 	if err := a.users.Set(ctx, "42", User{ID: "42", Email: "old@example.com"}); err != nil {
@@ -208,7 +242,11 @@ func TestWriteInvalidatesOtherInstances(t *testing.T) {
 // instance's loader is running: the loaded value is returned to its caller
 // but cached nowhere.
 func TestDeleteDuringLoadCachesNothing(t *testing.T) {
-	f := newFleet(t, redistest.Shared(t), 3)
+	forEachTopology(t, testDeleteDuringLoadCachesNothing)
+}
+
+func testDeleteDuringLoadCachesNothing(t *testing.T, topo topology) {
+	f := newFleet(t, topo, 3)
 	ctx := context.Background()
 	a, b, c := f.instances[0], f.instances[1], f.instances[2]
 	started, proceed := make(chan struct{}), make(chan struct{})
@@ -249,8 +287,10 @@ func TestDeleteDuringLoadCachesNothing(t *testing.T) {
 
 // TestSetDuringLoadWins writes the key while a load is under way: the
 // write survives, the load's result is not cached over it.
-func TestSetDuringLoadWins(t *testing.T) {
-	f := newFleet(t, redistest.Shared(t), 2)
+func TestSetDuringLoadWins(t *testing.T) { forEachTopology(t, testSetDuringLoadWins) }
+
+func testSetDuringLoadWins(t *testing.T, topo topology) {
+	f := newFleet(t, topo, 2)
 	ctx := context.Background()
 	a, b := f.instances[0], f.instances[1]
 	started, proceed := make(chan struct{}), make(chan struct{})
@@ -279,28 +319,47 @@ func TestSetDuringLoadWins(t *testing.T) {
 	}
 }
 
-// killPubSub kills the pub/sub connection of one instance on the server.
-func killPubSub(t *testing.T, admin *redis.Client, name string) {
+// killPubSub kills the pub/sub connection of one instance, on whichever
+// node holds it: CLIENT KILL TYPE pubsub ID <id>.
+func killPubSub(t *testing.T, admin redis.UniversalClient, name string) {
 	t.Helper()
 	ctx := context.Background()
-	list, err := admin.ClientList(ctx).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
+	var mu sync.Mutex
 	killed := 0
-	for _, line := range strings.Split(list, "\n") {
-		if !strings.Contains(line, " name="+name+" ") || !strings.Contains(line, "flags=P") {
-			continue
+	kill := func(ctx context.Context, node *redis.Client) error {
+		list, err := node.ClientList(ctx).Result()
+		if err != nil {
+			return err
 		}
-		for _, field := range strings.Fields(line) {
-			if id, ok := strings.CutPrefix(field, "id="); ok {
-				n, err := admin.ClientKillByFilter(ctx, "TYPE", "pubsub", "ID", id).Result()
-				if err != nil {
-					t.Fatal(err)
+		for _, line := range strings.Split(list, "\n") {
+			if !strings.Contains(line, " name="+name+" ") || !strings.Contains(line, "flags=P") {
+				continue
+			}
+			for _, field := range strings.Fields(line) {
+				if id, ok := strings.CutPrefix(field, "id="); ok {
+					n, err := node.ClientKillByFilter(ctx, "TYPE", "pubsub", "ID", id).Result()
+					if err != nil {
+						return err
+					}
+					mu.Lock()
+					killed += int(n)
+					mu.Unlock()
 				}
-				killed += int(n)
 			}
 		}
+		return nil
+	}
+	var err error
+	switch c := admin.(type) {
+	case *redis.ClusterClient:
+		err = c.ForEachShard(ctx, kill)
+	case *redis.Client:
+		err = kill(ctx, c)
+	default:
+		t.Fatalf("killPubSub: unsupported client %T", admin)
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 	if killed != 1 {
 		t.Fatalf("killed %d pub/sub connections named %s, want 1", killed, name)
@@ -310,8 +369,10 @@ func killPubSub(t *testing.T, admin *redis.Client, name string) {
 // TestSubscriberKillFlushesL1 simulates an invalidation lost while the
 // subscription was down: the instance must flush its in-process tier when
 // it resubscribes, rather than keep serving what it had.
-func TestSubscriberKillFlushesL1(t *testing.T) {
-	f := newFleet(t, redistest.Shared(t), 1)
+func TestSubscriberKillFlushesL1(t *testing.T) { forEachTopology(t, testSubscriberKillFlushesL1) }
+
+func testSubscriberKillFlushesL1(t *testing.T, topo topology) {
+	f := newFleet(t, topo, 1)
 	ctx := context.Background()
 	a := f.instances[0]
 	if err := a.users.Set(ctx, "9", User{ID: "9", Email: "old@example.com"}); err != nil {
@@ -341,8 +402,10 @@ func TestSubscriberKillFlushesL1(t *testing.T) {
 }
 
 // TestTenantsStaySeparate stores one id under two tenants.
-func TestTenantsStaySeparate(t *testing.T) {
-	f := newFleet(t, redistest.Shared(t), 2, keys.EnforceTenantIsolation())
+func TestTenantsStaySeparate(t *testing.T) { forEachTopology(t, testTenantsStaySeparate) }
+
+func testTenantsStaySeparate(t *testing.T, topo topology) {
+	f := newFleet(t, topo, 2, keys.EnforceTenantIsolation())
 	a, b := f.instances[0], f.instances[1]
 	orgA := keys.WithTenant(context.Background(), "org-a")
 	orgB := keys.WithTenant(context.Background(), "org-b")
@@ -381,13 +444,14 @@ func TestTenantsStaySeparate(t *testing.T) {
 
 // TestInteropWithPlainRedisJSON reads what a bare client (the Python
 // template) wrote, and writes what a bare client can read.
-func TestInteropWithPlainRedisJSON(t *testing.T) {
-	srv := redistest.Shared(t)
+func TestInteropWithPlainRedisJSON(t *testing.T) { forEachTopology(t, testInteropWithPlainRedisJSON) }
+
+func testInteropWithPlainRedisJSON(t *testing.T, topo topology) {
 	kb, err := keys.New("fastapi_template")
 	if err != nil {
 		t.Fatal(err)
 	}
-	rdb := srv.Client(t)
+	rdb := topo.client(t, redistest.Prefix(t))
 	client, err := tiered.New(tiered.Options{Redis: rdb, Keys: kb, Channel: redistest.Prefix(t) + ":inv"})
 	if err != nil {
 		t.Fatal(err)
@@ -475,5 +539,66 @@ func TestL1OnlyMode(t *testing.T) {
 	}
 	if _, err := users.Get(ctx, "1"); !errors.Is(err, tiered.ErrClosed) {
 		t.Fatalf("Get after Close = %v", err)
+	}
+}
+
+// TestBatchesAcrossSlots runs the batch operations over ids that land in
+// many hash slots: on a cluster a multi-key MGET or pipeline of them fails
+// with CROSSSLOT unless each key goes to its own node.
+func TestBatchesAcrossSlots(t *testing.T) { forEachTopology(t, testBatchesAcrossSlots) }
+
+func testBatchesAcrossSlots(t *testing.T, topo topology) {
+	f := newFleet(t, topo, 2)
+	ctx := context.Background()
+	a, b := f.instances[0], f.instances[1]
+	ids := make([]string, 60)
+	warm := map[string]User{}
+	for i := range ids {
+		ids[i] = fmt.Sprint("id-", i)
+		if i%3 == 0 {
+			warm[ids[i]] = User{ID: ids[i], Email: "warmed"}
+		}
+	}
+	// b holds a stale copy of one warmed id; Warm must invalidate it.
+	if err := b.users.Set(ctx, "id-0", User{ID: "id-0", Email: "stale"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.users.Warm(ctx, warm); err != nil {
+		t.Fatal(err)
+	}
+	var asked int
+	got, err := b.users.FetchMany(ctx, ids, func(ctx context.Context, missing []string) (map[string]User, error) {
+		asked = len(missing)
+		out := map[string]User{}
+		for _, id := range missing {
+			out[id] = User{ID: id, Email: "loaded"}
+		}
+		return out, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(ids) || asked != len(ids)-len(warm) {
+		t.Fatalf("FetchMany returned %d values, loaded %d; want %d and %d", len(got), asked, len(ids), len(ids)-len(warm))
+	}
+	eventually(t, 2*time.Second, "b drops its stale copy after the Warm", func() bool {
+		u, err := b.users.Get(ctx, "id-0")
+		return err == nil && u.Email == "warmed"
+	})
+	// Everything is now in Redis: a second batch loads nothing.
+	again, err := a.users.FetchMany(ctx, ids, func(context.Context, []string) (map[string]User, error) {
+		t.Error("loader called for cached ids")
+		return nil, nil
+	})
+	if err != nil || len(again) != len(ids) {
+		t.Fatalf("second FetchMany: %d values, %v", len(again), err)
+	}
+	if cc, ok := f.admin.(*redis.ClusterClient); ok {
+		k := f.key(t, "id-7")
+		vs, err1 := cc.ClusterKeySlot(ctx, k).Result()
+		ls, err2 := cc.ClusterKeySlot(ctx, "{"+k+"}:lease").Result()
+		if err1 != nil || err2 != nil || vs != ls {
+			t.Fatalf("value slot %d (%v), lease slot %d (%v)", vs, err1, ls, err2)
+		}
 	}
 }
