@@ -48,9 +48,10 @@ func (s Stamp) Follows(prev Stamp) bool {
 }
 
 type entry[V any] struct {
-	key   string
-	val   V
-	epoch uint64
+	key     string
+	val     V
+	epoch   uint64
+	expires int64 // coarse-clock nanoseconds; 0: never
 }
 
 type stripe struct {
@@ -66,7 +67,18 @@ type Cache[V any] struct {
 	dropped atomic.Uint64
 	closed  atomic.Bool
 	stripes [numStripes]stripe
+
+	// now is a coarse clock, advanced every ClockTick by the cache's own
+	// goroutine: reading the system clock on every lookup would cost more
+	// than the rest of the lookup.
+	now       atomic.Int64
+	stopClock chan struct{}
+	clockDone chan struct{}
 }
+
+// ClockTick is the resolution of expiry: an entry may be served up to one
+// tick after its TTL has passed.
+const ClockTick = 5 * time.Millisecond
 
 // New returns a Cache with the given budget.
 func New[V any](cfg Config) (*Cache[V], error) {
@@ -97,7 +109,24 @@ func New[V any](cfg Config) (*Cache[V], error) {
 	if err != nil {
 		return nil, fmt.Errorf("local: %w", err)
 	}
-	return &Cache[V]{rc: rc, seed: maphash.MakeSeed()}, nil
+	c := &Cache[V]{rc: rc, seed: maphash.MakeSeed(), stopClock: make(chan struct{}), clockDone: make(chan struct{})}
+	c.now.Store(time.Now().UnixNano())
+	go c.tick()
+	return c, nil
+}
+
+func (c *Cache[V]) tick() {
+	defer close(c.clockDone)
+	t := time.NewTicker(ClockTick)
+	defer t.Stop()
+	for {
+		select {
+		case now := <-t.C:
+			c.now.Store(now.UnixNano())
+		case <-c.stopClock:
+			return
+		}
+	}
 }
 
 // Hash returns the lookup hash of key.
@@ -114,6 +143,9 @@ func (c *Cache[V]) Get(h uint64, key []byte) (v V, ok bool) {
 	defer closeRace()
 	e, ok := c.rc.Get(h)
 	if !ok || e.key != string(key) || e.epoch != c.epoch.Load() {
+		return v, false
+	}
+	if e.expires != 0 && c.now.Load() >= e.expires {
 		return v, false
 	}
 	return e.val, true
@@ -153,7 +185,13 @@ func (c *Cache[V]) Install(h uint64, key string, v V, cost int64, ttl time.Durat
 		return false
 	}
 	e := &entry[V]{key: key, val: v, epoch: s.epoch}
-	if !c.rc.SetWithTTL(h, e, cost+int64(len(key))+EntryOverhead, ttl) {
+	if ttl > 0 {
+		e.expires = time.Now().Add(ttl).UnixNano()
+	}
+	// No TTL for ristretto: it would read the system clock on every Get.
+	// An expired entry reads as a miss here, holds its cost until evicted
+	// or replaced, and never more than the budget allows.
+	if !c.rc.Set(h, e, cost+int64(len(key))+EntryOverhead) {
 		c.dropped.Add(1)
 		return false
 	}
@@ -204,6 +242,8 @@ func (c *Cache[V]) Close() {
 	if c.closed.Swap(true) {
 		return
 	}
+	close(c.stopClock)
+	<-c.clockDone
 	time.Sleep(closeGrace)
 	c.rc.Close()
 }

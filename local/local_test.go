@@ -117,7 +117,11 @@ func TestTTL(t *testing.T) {
 		if _, ok := get(c, "a"); !ok {
 			t.Fatal("miss before TTL")
 		}
-		time.Sleep(time.Second + time.Millisecond)
+		time.Sleep(time.Second - local.ClockTick)
+		if _, ok := get(c, "a"); !ok {
+			t.Fatal("miss before TTL")
+		}
+		time.Sleep(2 * local.ClockTick)
 		if _, ok := get(c, "a"); ok {
 			t.Fatal("hit after TTL")
 		}
