@@ -115,11 +115,45 @@ func (b *Builder) Build(ctx context.Context, resource, id string, parts ...Part)
 // extended slice. With a dst of enough capacity it does not allocate, which
 // is what lets a cache look a key up without building a string.
 func (b *Builder) Append(dst []byte, ctx context.Context, resource, id string, parts ...Part) ([]byte, error) {
-	tenant, version, suffix, err := b.resolve(ctx, parts)
-	if err != nil {
+	if err := validate("resource", resource); err != nil {
 		return dst, err
 	}
-	if err := validate("resource", resource); err != nil {
+	return Resource{b: b, name: resource}.Append(dst, ctx, id, parts...)
+}
+
+// Resource is a Builder bound to one validated resource type: it builds
+// that resource's keys without validating the resource name again.
+type Resource struct {
+	b    *Builder
+	name string
+}
+
+// Resource returns the keys of one resource type, e.g. "user".
+func (b *Builder) Resource(name string) (Resource, error) {
+	if err := validate("resource", name); err != nil {
+		return Resource{}, err
+	}
+	return Resource{b: b, name: name}, nil
+}
+
+// Name returns the resource type.
+func (r Resource) Name() string { return r.name }
+
+// Build returns the key for id.
+func (r Resource) Build(ctx context.Context, id string, parts ...Part) (string, error) {
+	var buf [192]byte
+	k, err := r.Append(buf[:0], ctx, id, parts...)
+	if err != nil {
+		return "", err
+	}
+	return string(k), nil
+}
+
+// Append appends the key for id to dst, as Builder.Append does.
+func (r Resource) Append(dst []byte, ctx context.Context, id string, parts ...Part) ([]byte, error) {
+	b := r.b
+	tenant, version, suffix, err := b.resolve(ctx, parts)
+	if err != nil {
 		return dst, err
 	}
 	if err := validate("id", id); err != nil {
@@ -129,7 +163,7 @@ func (b *Builder) Append(dst []byte, ctx context.Context, resource, id string, p
 	dst = append(dst, ":tenant-"...)
 	dst = append(dst, tenant...)
 	dst = append(dst, ':')
-	dst = append(dst, resource...)
+	dst = append(dst, r.name...)
 	dst = append(dst, ':')
 	dst = append(dst, id...)
 	dst = append(dst, ':')
@@ -143,13 +177,13 @@ func (b *Builder) Append(dst []byte, ctx context.Context, resource, id string, p
 
 func (b *Builder) resolve(ctx context.Context, parts []Part) (tenant, version, suffix string, err error) {
 	version = b.version
-	hasTenant := false
+	hasTenant, hasVersion := false, false
 	for _, p := range parts {
 		switch p.kind {
 		case partTenant:
 			tenant, hasTenant = p.val, true
 		case partVersion:
-			version = p.val
+			version, hasVersion = p.val, true
 		case partSuffix:
 			suffix = p.val
 		}
@@ -166,8 +200,11 @@ func (b *Builder) resolve(ctx context.Context, parts []Part) (tenant, version, s
 	if err = validate("tenant", tenant); err != nil {
 		return "", "", "", err
 	}
-	if err = validate("version", version); err != nil {
-		return "", "", "", err
+	// The default version was validated by New.
+	if hasVersion {
+		if err = validate("version", version); err != nil {
+			return "", "", "", err
+		}
 	}
 	if suffix != "" {
 		if err = validate("suffix", suffix); err != nil {

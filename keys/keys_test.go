@@ -60,6 +60,28 @@ func TestBuildLayout(t *testing.T) {
 	}
 }
 
+func TestResource(t *testing.T) {
+	b, err := keys.New("fastapi_template")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Resource("us:er"); !errors.Is(err, keys.ErrInvalidKey) {
+		t.Fatalf("Resource(us:er) = %v", err)
+	}
+	r, err := b.Resource("user")
+	if err != nil || r.Name() != "user" {
+		t.Fatalf("Resource(user) = %v, %v", r, err)
+	}
+	ctx := keys.WithTenant(context.Background(), "org-123")
+	got, err := r.Build(ctx, "uuid-456", keys.Suffix("with_memberships"))
+	if err != nil || got != "fastapi_template:tenant-org-123:user:uuid-456:v1:with_memberships" {
+		t.Fatalf("Build = %q, %v", got, err)
+	}
+	if _, err := r.Build(ctx, "a b"); !errors.Is(err, keys.ErrInvalidKey) {
+		t.Fatalf("bad id: %v", err)
+	}
+}
+
 func TestDefaultVersion(t *testing.T) {
 	b, err := keys.New("app", keys.DefaultVersion("v7"))
 	if err != nil {

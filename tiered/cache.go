@@ -17,7 +17,7 @@ import (
 )
 
 // keyBufSize is the stack buffer keys are built in; longer keys allocate.
-const keyBufSize = 256
+const keyBufSize = 160
 
 // Cache is a typed view of a Client for one resource type ("user",
 // "organization"). It shares the Client's in-process budget, Redis
@@ -27,6 +27,7 @@ const keyBufSize = 256
 type Cache[V any] struct {
 	c        *Client
 	resource string
+	keys     keys.Resource
 	cfg      cacheConfig
 	group    singleflight.Group
 	counters cacheCounters
@@ -40,7 +41,8 @@ func NewCache[V any](c *Client, resource string, opts ...CacheOption) (*Cache[V]
 	if c.closed.Load() {
 		return nil, ErrClosed
 	}
-	if err := keys.ValidatePart("resource", resource); err != nil {
+	rk, err := c.keys.Resource(resource)
+	if err != nil {
 		return nil, err
 	}
 	cfg := cacheConfig{ttl: c.opts.TTL, l1ttl: c.opts.L1TTL, codec: remote.JSON{}}
@@ -53,7 +55,7 @@ func NewCache[V any](c *Client, resource string, opts ...CacheOption) (*Cache[V]
 		// In L1-only mode the in-process tier is the cache: only TTL applies.
 		cfg.l1ttl = cfg.ttl
 	}
-	cache := &Cache[V]{c: c, resource: resource, cfg: cfg}
+	cache := &Cache[V]{c: c, resource: resource, keys: rk, cfg: cfg}
 	c.register(cache)
 	return cache, nil
 }
@@ -92,7 +94,7 @@ func (c *Cache[V]) appendKey(dst []byte, ctx context.Context, id string, co call
 		parts[n] = keys.Suffix(co.suffix)
 		n++
 	}
-	return c.c.keys.Append(dst, ctx, c.resource, id, parts[:n]...)
+	return c.keys.Append(dst, ctx, id, parts[:n]...)
 }
 
 // l1Get looks key up in the in-process tier.
