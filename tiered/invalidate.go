@@ -126,7 +126,7 @@ func (c *Client) replayLoop() {
 // It reports whether none is left.
 func (c *Client) replay() bool {
 	for {
-		batch := c.pending.take(warmBatch)
+		batch, seqs := c.pending.peek(warmBatch)
 		if len(batch) == 0 {
 			return true
 		}
@@ -139,22 +139,32 @@ func (c *Client) replay() bool {
 			err = c.store.DeleteMany(c.ctx, batch, leases, c.opts.Channel, msg)
 		}
 		if err != nil {
-			c.pending.putBack(batch)
 			if !isBreakerRefusal(err) {
 				c.counters.redisError("replay")
 			}
 			return false
 		}
+		// This process ignores its own message: drop its copies here, in
+		// case a read re-cached an old value while Redis was away.
+		if c.l1 != nil {
+			for _, k := range batch {
+				c.l1.Invalidate(c.l1.HashString(k))
+			}
+		}
+		c.pending.done(batch, seqs)
 		c.counters.replayed.add(uint64(len(batch)))
 		c.counters.published.inc()
 		c.opts.Logger.Info("tiered: replayed invalidations deferred while Redis was unavailable", "keys", len(batch))
 	}
 }
 
-// pendingInvalidations is the bounded set of keys waiting for replay.
+// pendingInvalidations is the bounded set of keys waiting for replay. A
+// key stays in it until a replay that started after its last failure
+// succeeds.
 type pendingInvalidations struct {
 	mu   sync.Mutex
-	keys map[string]struct{}
+	keys map[string]uint64 // key -> sequence of its last failure
+	seq  uint64
 	max  int
 }
 
@@ -163,39 +173,48 @@ func (p *pendingInvalidations) add(keys ...string) (lost int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.keys == nil {
-		p.keys = make(map[string]struct{})
+		p.keys = make(map[string]uint64)
 	}
 	for _, k := range keys {
-		if _, ok := p.keys[k]; ok {
-			continue
-		}
-		if len(p.keys) >= p.max {
+		if _, ok := p.keys[k]; !ok && len(p.keys) >= p.max {
 			lost++
 			continue
 		}
-		p.keys[k] = struct{}{}
+		p.seq++
+		p.keys[k] = p.seq
 	}
 	return lost
 }
 
-// take removes and returns up to n keys.
-func (p *pendingInvalidations) take(n int) []string {
+// peek returns up to n pending keys, in order, with their sequences.
+func (p *pendingInvalidations) peek(n int) ([]string, []uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]string, 0, min(n, len(p.keys)))
+	keys := make([]string, 0, min(n, len(p.keys)))
 	for k := range p.keys {
-		if len(out) == n {
+		if len(keys) == n {
 			break
 		}
-		out = append(out, k)
-		delete(p.keys, k)
+		keys = append(keys, k)
 	}
-	slices.Sort(out)
-	return out
+	slices.Sort(keys)
+	seqs := make([]uint64, len(keys))
+	for i, k := range keys {
+		seqs[i] = p.keys[k]
+	}
+	return keys, seqs
 }
 
-// putBack returns keys that could not be replayed.
-func (p *pendingInvalidations) putBack(keys []string) { p.add(keys...) }
+// done removes replayed keys, unless one failed again since it was peeked.
+func (p *pendingInvalidations) done(keys []string, seqs []uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, k := range keys {
+		if p.keys[k] == seqs[i] {
+			delete(p.keys, k)
+		}
+	}
+}
 
 func (p *pendingInvalidations) len() int {
 	p.mu.Lock()
