@@ -99,17 +99,28 @@ func New[V any](cfg Config) (*Cache[V], error) {
 		IgnoreInternalCost: true,
 		KeyToHash:          func(k uint64) (uint64, uint64) { return k, 0 },
 	}
+	c := &Cache[V]{seed: maphash.MakeSeed(), stopClock: make(chan struct{}), clockDone: make(chan struct{})}
+	// ristretto's Close clears the cache through OnEvict; those are not
+	// evictions, so the callbacks stop counting once Close begins.
 	if f := cfg.OnEvict; f != nil {
-		rcfg.OnEvict = func(*ristretto.Item[*entry[V]]) { f() }
+		rcfg.OnEvict = func(*ristretto.Item[*entry[V]]) {
+			if !c.closed.Load() {
+				f()
+			}
+		}
 	}
 	if f := cfg.OnReject; f != nil {
-		rcfg.OnReject = func(*ristretto.Item[*entry[V]]) { f() }
+		rcfg.OnReject = func(*ristretto.Item[*entry[V]]) {
+			if !c.closed.Load() {
+				f()
+			}
+		}
 	}
 	rc, err := ristretto.NewCache(rcfg)
 	if err != nil {
 		return nil, fmt.Errorf("local: %w", err)
 	}
-	c := &Cache[V]{rc: rc, seed: maphash.MakeSeed(), stopClock: make(chan struct{}), clockDone: make(chan struct{})}
+	c.rc = rc
 	c.now.Store(time.Now().UnixNano())
 	go c.tick()
 	return c, nil
@@ -205,6 +216,17 @@ func (c *Cache[V]) Invalidate(h uint64) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.gen.Add(1)
+	if c.closed.Load() {
+		return
+	}
+	defer closeRace()
+	c.rc.Del(h)
+}
+
+// Drop removes the key whose hash is h without moving its stripe's
+// generation: installs under way may still land. It is for news that makes
+// a copy unneeded, not wrong.
+func (c *Cache[V]) Drop(h uint64) {
 	if c.closed.Load() {
 		return
 	}

@@ -3,6 +3,7 @@ package local_test
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -81,6 +82,39 @@ func TestInvalidateFailsOlderStamps(t *testing.T) {
 	c.Wait()
 	if _, ok := get(c, "k"); ok {
 		t.Fatal("value visible after Invalidate")
+	}
+}
+
+func TestDropKeepsStamps(t *testing.T) {
+	c := newCache(t, 1<<20)
+	install(t, c, "a", "1")
+	h := c.HashString("a")
+	s := c.Stamp(h)
+	c.Drop(h)
+	c.Wait()
+	if _, ok := get(c, "a"); ok {
+		t.Fatal("hit after Drop")
+	}
+	if !c.Install(h, "a", "2", 1, 0, s) {
+		t.Fatal("Drop failed an install stamped before it")
+	}
+}
+
+func TestCloseIsNotEviction(t *testing.T) {
+	var evicted atomic.Int64
+	c, err := local.New[string](local.Config{MaxBytes: 1 << 20, OnEvict: func() { evicted.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		k := fmt.Sprint(i)
+		h := c.HashString(k)
+		c.Install(h, k, "v", 1, 0, c.Stamp(h))
+	}
+	c.Wait()
+	c.Close()
+	if n := evicted.Load(); n != 0 {
+		t.Fatalf("Close reported %d evictions", n)
 	}
 }
 

@@ -79,9 +79,10 @@ type Config struct {
 
 // Leaser obtains leases. It is safe for concurrent use.
 type Leaser struct {
-	rdb   Client
-	locks *redislock.Client
-	cfg   Config
+	rdb    Client
+	locks  *redislock.Client
+	cfg    Config
+	single bool // one node: a pipeline runs in order
 }
 
 // New returns a Leaser.
@@ -89,7 +90,8 @@ func New(rdb Client, cfg Config) (*Leaser, error) {
 	if cfg.TTL <= 0 {
 		return nil, errors.New("lock: lease TTL must be positive")
 	}
-	return &Leaser{rdb: rdb, locks: redislock.New(rdb), cfg: cfg}, nil
+	_, single := rdb.(*redis.Client)
+	return &Leaser{rdb: rdb, locks: redislock.New(rdb), cfg: cfg, single: single}, nil
 }
 
 // TTL returns the lease lifetime.
@@ -248,9 +250,11 @@ type Fill struct {
 }
 
 // FillMany runs Fill for each entry, without publishing, and then
-// publishes msg on channel (unless empty), in one pipelined round trip. The
-// result is parallel to fills: whether each value was stored.
-func (l *Leaser) FillMany(ctx context.Context, fills []Fill, channel string, msg []byte) ([]bool, error) {
+// publishes msgs on channel (unless empty): in one pipelined round trip on
+// a single node; where keys live on several nodes the messages follow once
+// every fill is done. The result is parallel to fills: whether each value
+// was stored. On error, some values may have been stored.
+func (l *Leaser) FillMany(ctx context.Context, fills []Fill, channel string, msgs [][]byte) ([]bool, error) {
 	if len(fills) == 0 {
 		return nil, nil
 	}
@@ -263,11 +267,26 @@ func (l *Leaser) FillMany(ctx context.Context, fills []Fill, channel string, msg
 			cmds[i] = fillScript.Eval(ctx, pl, []string{f.Lease.key, f.Lease.valueKey},
 				f.Lease.token, f.Value, pxArg(f.TTL), "", "")
 		}
-		if channel != "" {
-			pl.Publish(ctx, channel, msg)
+		publish := func(pl redis.Pipeliner) {
+			if channel != "" {
+				for _, m := range msgs {
+					pl.Publish(ctx, channel, m)
+				}
+			}
 		}
-		_, err := pl.Exec(ctx)
-		return err
+		if l.single {
+			publish(pl)
+		}
+		if _, err := pl.Exec(ctx); err != nil {
+			return err
+		}
+		if !l.single && channel != "" && len(msgs) > 0 {
+			pl := l.rdb.Pipeline()
+			publish(pl)
+			_, err := pl.Exec(ctx)
+			return err
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("lock: fill %d keys: %w", len(fills), err)

@@ -185,7 +185,7 @@ func TestAcquireManyFillMany(t *testing.T) {
 	ok, err := l.FillMany(ctx, []lock.Fill{
 		{Lease: leases[0], Value: []byte("1"), TTL: time.Minute},
 		{Lease: leases[2], Value: []byte("3"), TTL: time.Minute},
-	}, key+":bus", []byte("filled"))
+	}, key+":bus", [][]byte{[]byte("filled")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -120,6 +120,12 @@ func (b *Bus) Encode(kind string, keys ...string) ([]byte, error) {
 	return EncodeMessage(Message{Origin: b.cfg.Origin, Kind: kind, Keys: keys})
 }
 
+// EncodeAll returns the wire form of messages of kind about keys from this
+// process, split to fit the message limits.
+func (b *Bus) EncodeAll(kind string, keys ...string) ([][]byte, error) {
+	return EncodeMessages(Message{Origin: b.cfg.Origin, Kind: kind, Keys: keys})
+}
+
 // Close stops the bus and waits for its goroutine. It is idempotent.
 func (b *Bus) Close() error {
 	b.mu.Lock()
@@ -146,7 +152,17 @@ func (b *Bus) run() {
 	everUp := false
 	backoff := b.cfg.MinBackoff
 	for !b.stopped() {
-		ps := b.rdb.Subscribe(b.ctx, b.cfg.Channel)
+		ps, err := b.subscribe()
+		if err != nil {
+			if b.up.Swap(false) || !everUp {
+				b.cfg.Handler.Down(err)
+			}
+			if !b.sleep(jitter(backoff)) {
+				return
+			}
+			backoff = min(backoff*2, b.cfg.MaxBackoff)
+			continue
+		}
 		b.mu.Lock()
 		if b.closed {
 			b.mu.Unlock()
@@ -175,6 +191,20 @@ func (b *Bus) run() {
 		}
 		backoff = min(backoff*2, b.cfg.MaxBackoff)
 	}
+}
+
+// subscribe starts a subscription. The connection's handshake is bounded
+// by the confirmation wait, so a hung server cannot hold Close; a client
+// that panics (a Ring with every shard down does) is reported as an error.
+func (b *Bus) subscribe() (ps *redis.PubSub, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ps, err = nil, fmt.Errorf("remote: subscribe %s: %v", b.cfg.Channel, r)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(b.ctx, 2*b.cfg.PingInterval)
+	defer cancel()
+	return b.rdb.Subscribe(ctx, b.cfg.Channel), nil
 }
 
 // session confirms the subscription on ps and reads it until it fails. It

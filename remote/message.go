@@ -48,6 +48,35 @@ func EncodeMessage(m Message) ([]byte, error) {
 	return json.Marshal(m)
 }
 
+// EncodeMessages returns the wire form of m split into as many messages as
+// needed to keep each within MaxMessageKeys keys and MaxMessageBytes bytes.
+func EncodeMessages(m Message) ([][]byte, error) {
+	if len(m.Keys) == 0 {
+		return nil, fmt.Errorf("%w: no keys", ErrMalformed)
+	}
+	// JSON escaping at most doubles a key; quotes and a comma add three.
+	budget := MaxMessageBytes - 2*len(m.Origin) - 256
+	var out [][]byte
+	for start := 0; start < len(m.Keys); {
+		end, size := start, 0
+		for end < len(m.Keys) && end-start < MaxMessageKeys {
+			k := 2*len(m.Keys[end]) + 3
+			if end > start && size+k > budget {
+				break
+			}
+			size += k
+			end++
+		}
+		b, err := EncodeMessage(Message{Origin: m.Origin, Kind: m.Kind, Keys: m.Keys[start:end]})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+		start = end
+	}
+	return out, nil
+}
+
 // DecodeMessage parses and validates the wire form of a message.
 func DecodeMessage(data []byte) (Message, error) {
 	var m Message

@@ -2,6 +2,7 @@ package remote_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -54,6 +55,39 @@ func TestDecodeMessageMalformed(t *testing.T) {
 			}
 			t.Errorf("DecodeMessage(%q) = %+v, %v; want ErrMalformed", name, m, err)
 		}
+	}
+}
+
+func TestEncodeMessagesSplits(t *testing.T) {
+	keys := make([]string, 2*remote.MaxMessageKeys+5)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("k%d", i)
+	}
+	msgs, err := remote.EncodeMessages(remote.Message{Origin: "o", Keys: keys})
+	if err != nil || len(msgs) != 3 {
+		t.Fatalf("EncodeMessages by count = %d messages, %v; want 3", len(msgs), err)
+	}
+	big := make([]string, 1000)
+	for i := range big {
+		big[i] = fmt.Sprintf("%04d%s", i, strings.Repeat("\"", 1200))
+	}
+	msgs, err = remote.EncodeMessages(remote.Message{Origin: "o", Kind: remote.KindFill, Keys: big})
+	if err != nil || len(msgs) < 2 {
+		t.Fatalf("EncodeMessages by size = %d messages, %v", len(msgs), err)
+	}
+	seen := 0
+	for _, b := range msgs {
+		if len(b) > remote.MaxMessageBytes {
+			t.Fatalf("message of %d bytes", len(b))
+		}
+		m, err := remote.DecodeMessage(b)
+		if err != nil || m.Kind != remote.KindFill {
+			t.Fatalf("part does not decode: %v", err)
+		}
+		seen += len(m.Keys)
+	}
+	if seen != len(big) {
+		t.Fatalf("%d keys across the parts, want %d", seen, len(big))
 	}
 }
 

@@ -220,11 +220,13 @@ func (s *Store) Delete(ctx context.Context, key, lease, channel string, msg []by
 	return nil
 }
 
-// SetMany writes every entry, clearing their leases, then publishes msg on
-// channel, in one pipelined round trip. It is not atomic: on error some
-// entries may have been written, and the invalidation may not have been
-// sent.
-func (s *Store) SetMany(ctx context.Context, entries []Entry, channel string, msg []byte) error {
+// SetMany writes every entry, clearing their leases, then publishes msgs
+// on channel. On a single node that is one pipelined round trip; where keys
+// live on several nodes the messages follow in a second one, once every
+// write is done, so no process hears of a write before it can read it. It
+// is not atomic: on error some entries may have been written, and the
+// invalidations may not have been sent.
+func (s *Store) SetMany(ctx context.Context, entries []Entry, channel string, msgs [][]byte) error {
 	if len(entries) == 0 {
 		return nil
 	}
@@ -234,23 +236,53 @@ func (s *Store) SetMany(ctx context.Context, entries []Entry, channel string, ms
 				p.Set(ctx, e.Key, e.Value, max(e.TTL, 0))
 				p.Del(ctx, e.Lease)
 			}
-			if channel != "" {
-				p.Publish(ctx, channel, msg)
+			if s.single {
+				s.publishIn(ctx, p, channel, msgs)
 			}
 			return nil
 		})
 		return err
 	})
+	if err == nil && !s.single {
+		err = s.PublishAll(ctx, channel, msgs)
+	}
 	if err != nil {
 		return fmt.Errorf("remote: SET pipeline (%d keys): %w", len(entries), err)
 	}
 	return nil
 }
 
+func (s *Store) publishIn(ctx context.Context, p redis.Pipeliner, channel string, msgs [][]byte) {
+	if channel == "" {
+		return
+	}
+	for _, m := range msgs {
+		p.Publish(ctx, channel, m)
+	}
+}
+
+// PublishAll sends msgs on channel in one pipelined round trip.
+func (s *Store) PublishAll(ctx context.Context, channel string, msgs [][]byte) error {
+	if channel == "" || len(msgs) == 0 {
+		return nil
+	}
+	err := s.call(ctx, func(ctx context.Context) error {
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			s.publishIn(ctx, p, channel, msgs)
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("remote: PUBLISH %s: %w", channel, err)
+	}
+	return nil
+}
+
 // DeleteMany removes each key with its lease (leases[i] guards keys[i]),
-// then publishes msg on channel (unless empty), in one pipelined round trip.
-// It is not atomic.
-func (s *Store) DeleteMany(ctx context.Context, keys, leases []string, channel string, msg []byte) error {
+// then publishes msgs on channel (unless empty), as SetMany does. It is not
+// atomic.
+func (s *Store) DeleteMany(ctx context.Context, keys, leases []string, channel string, msgs [][]byte) error {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -262,13 +294,16 @@ func (s *Store) DeleteMany(ctx context.Context, keys, leases []string, channel s
 			for i, k := range keys {
 				p.Del(ctx, k, leases[i])
 			}
-			if channel != "" {
-				p.Publish(ctx, channel, msg)
+			if s.single {
+				s.publishIn(ctx, p, channel, msgs)
 			}
 			return nil
 		})
 		return err
 	})
+	if err == nil && !s.single {
+		err = s.PublishAll(ctx, channel, msgs)
+	}
 	if err != nil {
 		return fmt.Errorf("remote: DEL pipeline (%d keys): %w", len(keys), err)
 	}

@@ -118,7 +118,7 @@ func TestMGetAndSetMany(t *testing.T) {
 		{Key: p + ":b", Lease: "{" + p + ":b}:lease", Value: []byte("2"), TTL: time.Minute},
 	}
 	rdb.Set(ctx, entries[0].Lease, "someone", time.Minute)
-	if err := s.SetMany(ctx, entries, p+":bus", []byte("warm")); err != nil {
+	if err := s.SetMany(ctx, entries, p+":bus", [][]byte{[]byte("warm")}); err != nil {
 		t.Fatal(err)
 	}
 	if n := rdb.Exists(ctx, entries[0].Lease).Val(); n != 0 {
@@ -177,7 +177,7 @@ func TestDeleteMany(t *testing.T) {
 		rdb.Set(ctx, keys[i], "v", time.Minute)
 		rdb.Set(ctx, leases[i], "tok", time.Minute)
 	}
-	if err := s.DeleteMany(ctx, keys, leases, p+":bus", []byte("gone")); err != nil {
+	if err := s.DeleteMany(ctx, keys, leases, p+":bus", [][]byte{[]byte("gone")}); err != nil {
 		t.Fatal(err)
 	}
 	if n := rdb.Exists(ctx, append(keys, leases...)...).Val(); n != 0 {

@@ -222,6 +222,9 @@ func (c *Cache[V]) getRemote(ctx context.Context, key string, h uint64, co call)
 	case errors.Is(err, remote.ErrMiss):
 		c.miss()
 		return zero, tierNone, ErrNotFound
+	case err != nil && ctx.Err() != nil:
+		// The caller gave up: not a Redis failure.
+		return zero, tierNone, fmt.Errorf("tiered: get %s: %w", key, ctx.Err())
 	case err != nil:
 		c.redisError("get", err)
 		return zero, tierNone, unavailable("get", key, err)
@@ -425,12 +428,12 @@ func (c *Cache[V]) warmBatch(ctx context.Context, batch []warmItem[V], co call) 
 			entries[i] = remote.Entry{Key: it.key, Lease: lock.Key(it.key), Value: it.data, TTL: co.ttl}
 			keyList[i] = it.key
 		}
-		msg, err := c.c.bus.Encode(remote.KindInvalidate, keyList...)
+		msgs, err := c.c.bus.EncodeAll(remote.KindInvalidate, keyList...)
 		if err != nil {
 			return fmt.Errorf("tiered: warm: %w", err)
 		}
 		start := time.Now()
-		err = c.c.store.SetMany(ctx, entries, c.c.opts.Channel, msg)
+		err = c.c.store.SetMany(ctx, entries, c.c.opts.Channel, msgs)
 		c.c.metrics.observe(opSet, start)
 		if err != nil {
 			for _, it := range batch {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -84,6 +85,13 @@ func New(opts Options) (*Client, error) {
 	}
 	if o.Redis == nil {
 		return c, nil
+	}
+	if _, ok := o.Redis.(*redis.Ring); ok {
+		c.closeL1()
+		c.metrics.unregister(c)
+		// A Ring shards pub/sub too: an invalidation published on the
+		// shard of its key never reaches subscribers of another shard.
+		return nil, errors.New("tiered: redis.Ring is not supported: invalidations would not reach every process; use a single node, Sentinel or Cluster")
 	}
 	c.breaker = newBreaker(c, o.Breaker)
 	var guard remote.Guard
@@ -192,6 +200,13 @@ func (c *Client) Close() error {
 	c.closeL1()
 	c.metrics.unregister(c)
 	return err
+}
+
+// l1Invalidate drops a key's in-process copy and fails installs under way.
+func (c *Client) l1Invalidate(h uint64) {
+	if c.l1 != nil {
+		c.l1.Invalidate(h)
+	}
 }
 
 func (c *Client) closeL1() {

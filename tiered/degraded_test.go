@@ -39,6 +39,9 @@ func TestRedisDownAtStartAndBack(t *testing.T) {
 	if c.RedisUp() {
 		t.Fatal("RedisUp with Redis stopped")
 	}
+	if n := c.Stats().FlushesDown; n != 0 {
+		t.Fatalf("FlushesDown = %d before Redis was ever up", n)
+	}
 	if !logs.Contains("Failed to connect to Redis:") || !logs.Contains("Caching disabled.") {
 		t.Fatalf("no start-up warning in the template's words; logs:\n%s", logs)
 	}

@@ -137,7 +137,8 @@ func (c *Cache[V]) fetchShared(ctx context.Context, key string, h uint64, ld loa
 		if hit, ok := r.Val.(l2Hit[V]); ok {
 			return hit.v, tierL2, nil
 		}
-		return r.Val.(V), tierNone, nil
+		v, _ := r.Val.(V) // comma-ok: a nil interface value is a valid V
+		return v, tierNone, nil
 	case <-ctx.Done():
 		return zero, tierNone, fmt.Errorf("tiered: fetch %s: %w", key, ctx.Err())
 	}
@@ -194,20 +195,22 @@ func (c *Cache[V]) leasedLoad(ctx context.Context, key string, h uint64, ld load
 			c.counters.leasesWaited.inc()
 			v, found, err := c.waitForFill(ctx, key, h, deadline, co, s)
 			switch {
+			case err != nil && ctx.Err() != nil:
+				return nil, fmt.Errorf("tiered: waiting for the load of %s: %w", key, ctx.Err())
 			case err != nil:
 				c.redisError("wait", err)
 				return c.degradedLoad(ctx, key, h, ld, co, s)
 			case found:
-				return l2Hit[V]{v}, nil
-			case time.Now().After(deadline):
-				// The holder is slow or gone. Load without caching: the
-				// holder's fill, or the next lease, will cache.
-				c.counters.waitExpired.inc()
-				v, err := c.load(ctx, ld)
-				if err != nil {
-					return nil, err
-				}
+				// Served by another process's load: a miss for this one.
 				return v, nil
+			case time.Now().After(deadline):
+				// The holder is slow or gone. Load without caching, under
+				// a load timeout of its own: the holder's fill, or the
+				// next lease, will cache.
+				c.counters.waitExpired.inc()
+				lctx, cancel := c.c.loadContext(ctx)
+				defer cancel()
+				return c.load(lctx, ld)
 			}
 			// The lease went away without a value (a failed load or a
 			// delete): try to take it.
@@ -244,6 +247,12 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, key string, h uint64, lease 
 		c.release(ctx, lease)
 		return nil, err
 	}
+	// A refresh replaces a value this process may hold: stamp the stripe
+	// now, and install only if no other write to it comes in meanwhile.
+	before := s
+	if co.refresh {
+		before = c.stamp(h)
+	}
 	data, err := c.encode(key, v)
 	if err != nil {
 		c.release(ctx, lease)
@@ -267,14 +276,35 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, key string, h uint64, lease 
 	switch {
 	case err != nil:
 		// Unknown whether it was stored, or whether a delete raced it:
-		// keep it out of this process.
+		// keep it out of this process. A refresh may have left peers
+		// with the old value: invalidate them when Redis answers.
 		c.redisError("fill", err)
+		if co.refresh {
+			c.c.l1Invalidate(h)
+			c.c.deferInvalidation(key)
+		}
 	case !stored:
 		c.counters.leaseLost.inc()
+	case co.refresh:
+		c.replaceLocal(h, key, v, len(data), co, before)
 	default:
 		c.install(h, key, v, len(data), co.l1ttl, false, s)
 	}
 	return v, nil
+}
+
+// replaceLocal puts a value this process just wrote to Redis in place of
+// its copy, as Set does: unless another write to the key's stripe came in
+// since before was taken, in which case the next read goes to Redis.
+func (c *Cache[V]) replaceLocal(h uint64, key string, v V, size int, co call, before local.Stamp) {
+	l1 := c.c.l1
+	if l1 == nil {
+		return
+	}
+	l1.Invalidate(h)
+	if after := l1.Stamp(h); after.Follows(before) {
+		c.install(h, key, v, size, co.l1ttl, false, after)
+	}
 }
 
 func (c *Cache[V]) release(ctx context.Context, lease *lock.Lease) {
@@ -298,7 +328,6 @@ func (c *Cache[V]) waitForFill(ctx context.Context, key string, h uint64, deadli
 		}
 		if data != nil {
 			if v, ok := c.decode(ctx, key, data); ok {
-				c.counters.hitsL2.inc()
 				c.install(h, key, v, len(data), co.l1ttl, false, s)
 				return v, true, nil
 			}

@@ -32,9 +32,10 @@ func (h busHandler) Up(gap bool) {
 func (h busHandler) Down(err error) {
 	c := h.c
 	c.lastDown.Store(&err)
-	if !c.degraded.Swap(true) {
-		c.opts.Logger.Warn("tiered: Redis subscription lost; serving loads with short-lived local caching", "error", err)
+	if c.degraded.Swap(true) {
+		return // already down (or never up): nothing cached since the flush
 	}
+	c.opts.Logger.Warn("tiered: Redis subscription lost; serving loads with short-lived local caching", "error", err)
 	if c.l1 != nil {
 		c.l1.Flush()
 	}
@@ -44,10 +45,16 @@ func (h busHandler) Down(err error) {
 func (h busHandler) Message(m remote.Message) {
 	c := h.c
 	if m.Kind == remote.KindFill {
-		// A fill is of a key that was absent from Redis: no copy of it here
-		// can be newer, so it only wakes whoever waits for the key.
+		// A fill is of a key that was absent from Redis, loaded fresh. A
+		// copy here can only predate the key's expiry: drop it, without
+		// failing installs under way (they read the same fill), and wake
+		// whoever waits for the key.
 		for _, k := range m.Keys {
-			c.wake.wake(c.hashString(k))
+			hash := c.hashString(k)
+			if c.l1 != nil && m.Origin != c.opts.InstanceID {
+				c.l1.Drop(hash)
+			}
+			c.wake.wake(hash)
 		}
 		return
 	}
@@ -134,9 +141,9 @@ func (c *Client) replay() bool {
 		for i, k := range batch {
 			leases[i] = lock.Key(k)
 		}
-		msg, err := c.bus.Encode(remote.KindInvalidate, batch...)
+		msgs, err := c.bus.EncodeAll(remote.KindInvalidate, batch...)
 		if err == nil {
-			err = c.store.DeleteMany(c.ctx, batch, leases, c.opts.Channel, msg)
+			err = c.store.DeleteMany(c.ctx, batch, leases, c.opts.Channel, msgs)
 		}
 		if err != nil {
 			if !isBreakerRefusal(err) {

@@ -173,29 +173,57 @@ func (c *Cache[V]) loadManyLeased(ctx context.Context, pending []manyItem, load 
 		return nil
 	}
 	filledKeys := make([]string, len(fills))
+	before := make([]local.Stamp, len(fills))
 	for j, i := range filled {
 		filledKeys[j] = pending[i].key
+		before[j] = c.stamp(pending[i].h)
 	}
-	msg, err := c.c.bus.Encode(remote.KindFill, filledKeys...)
+	// A refresh replaces values other processes may hold: invalidate them.
+	kind := remote.KindFill
+	if co.refresh {
+		kind = remote.KindInvalidate
+	}
+	msgs, err := c.c.bus.EncodeAll(kind, filledKeys...)
 	if err != nil {
+		c.releaseMany(ctx, leasesOf(fills))
 		return fmt.Errorf("tiered: fetch many: %w", err)
 	}
 	start := time.Now()
-	stored, err := c.c.leases.FillMany(ctx, fills, c.c.opts.Channel, msg)
+	stored, err := c.c.leases.FillMany(ctx, fills, c.c.opts.Channel, msgs)
 	c.c.metrics.observe(opSet, start)
 	if err != nil {
+		// Some values may have been stored: keep them out of this process
+		// and let the leases go.
 		c.redisError("fill", err)
+		c.releaseMany(ctx, leasesOf(fills))
+		if co.refresh {
+			for _, i := range filled {
+				c.c.l1Invalidate(pending[i].h)
+			}
+			c.c.deferInvalidation(filledKeys...)
+		}
 		return nil
 	}
 	for j, i := range filled {
 		it := pending[i]
-		if !stored[j] {
+		switch {
+		case !stored[j]:
 			c.counters.leaseLost.inc()
-			continue
+		case co.refresh:
+			c.replaceLocal(it.h, it.key, out[it.id], len(fills[j].Value), co, before[j])
+		default:
+			c.install(it.h, it.key, out[it.id], len(fills[j].Value), co.l1ttl, false, it.s)
 		}
-		c.install(it.h, it.key, out[it.id], len(fills[j].Value), co.l1ttl, false, it.s)
 	}
 	return nil
+}
+
+func leasesOf(fills []lock.Fill) []*lock.Lease {
+	out := make([]*lock.Lease, len(fills))
+	for i, f := range fills {
+		out[i] = f.Lease
+	}
+	return out
 }
 
 func (c *Cache[V]) releaseMany(ctx context.Context, leases []*lock.Lease) {

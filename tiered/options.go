@@ -21,8 +21,9 @@ type Codec = remote.Codec
 // Options configures a Client. The zero value of every field means its
 // default; New does not modify the struct it is given.
 type Options struct {
-	// Redis is the shared tier: a *redis.Client, *redis.ClusterClient,
-	// Sentinel failover client or *redis.Ring. Nil runs the cache in L1-only
+	// Redis is the shared tier: a *redis.Client, *redis.ClusterClient or
+	// Sentinel failover client (*redis.Ring is refused: it shards pub/sub,
+	// so invalidations would not reach every process). Nil runs the cache in L1-only
 	// mode: nothing is shared between processes. The Client does not close
 	// it. Make it with ContextTimeoutEnabled: true so that OpTimeout bounds
 	// socket reads, not just waits for a connection.
@@ -39,10 +40,10 @@ type Options struct {
 	// calls may override it.
 	TTL time.Duration
 
-	// L1TTL is the longest a value stays in the in-process tier, a bound on
-	// staleness should an invalidation be lost. Default: 1 minute. A value
-	// never outlives its TTL in either tier. In L1-only mode the TTL alone
-	// applies.
+	// L1TTL is the longest a value stays in the in-process tier after it
+	// was read, a bound on staleness should an invalidation be lost (it is
+	// never longer than the TTL). Default: 1 minute. In L1-only mode the TTL
+	// alone applies.
 	L1TTL time.Duration
 
 	// DegradedTTL is how long the in-process tier keeps values while Redis
@@ -60,8 +61,8 @@ type Options struct {
 	LeaseTTL time.Duration
 
 	// LeaseWait is how long a process waits for another process's load of
-	// the same key before loading it itself (without caching the result).
-	// Default: LeaseTTL.
+	// the same key before loading it itself (without caching the result),
+	// under a LoadTimeout of its own. Default: half of LoadTimeout.
 	LeaseWait time.Duration
 
 	// OpTimeout bounds each Redis call. Default: 250 milliseconds.
@@ -165,7 +166,7 @@ func (o Options) resolve() (Options, error) {
 	def(&o.DegradedTTL, defaultDegradedTTL)
 	def(&o.LoadTimeout, defaultLoadTimeout)
 	def(&o.LeaseTTL, o.LoadTimeout)
-	def(&o.LeaseWait, o.LeaseTTL)
+	def(&o.LeaseWait, o.LoadTimeout/2)
 	def(&o.OpTimeout, defaultOpTimeout)
 	def(&o.HealthCheckInterval, defaultHealthCheck)
 	def(&o.StartupWait, defaultStartupWait)
