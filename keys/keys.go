@@ -118,29 +118,51 @@ func (b *Builder) Append(dst []byte, ctx context.Context, resource, id string, p
 	if err := validate("resource", resource); err != nil {
 		return dst, err
 	}
-	return Resource{b: b, name: resource}.Append(dst, ctx, id, parts...)
+	return b.resource(resource).Append(dst, ctx, id, parts...)
 }
 
 // Resource is a Builder bound to one validated resource type: it builds
-// that resource's keys without validating the resource name again.
+// that resource's keys without validating the resource name again, from
+// pieces joined once.
 type Resource struct {
-	b    *Builder
-	name string
+	b       *Builder
+	name    string
+	head    string // "{prefix}:tenant-"
+	mid     string // ":{resource}:"
+	version string // default version
+	tail    string // ":{version}"
 }
 
 // Resource returns the keys of one resource type, e.g. "user".
-func (b *Builder) Resource(name string) (Resource, error) {
+func (b *Builder) Resource(name string) (*Resource, error) {
 	if err := validate("resource", name); err != nil {
-		return Resource{}, err
+		return nil, err
 	}
-	return Resource{b: b, name: name}, nil
+	return b.resource(name), nil
+}
+
+func (b *Builder) resource(name string) *Resource {
+	return &Resource{
+		b: b, name: name, head: b.prefix + ":tenant-", mid: ":" + name + ":",
+		version: b.version, tail: ":" + b.version,
+	}
+}
+
+// WithVersion returns a copy of r with v as its default version.
+func (r *Resource) WithVersion(v string) (*Resource, error) {
+	if err := validate("version", v); err != nil {
+		return nil, err
+	}
+	c := *r
+	c.version, c.tail = v, ":"+v
+	return &c, nil
 }
 
 // Name returns the resource type.
-func (r Resource) Name() string { return r.name }
+func (r *Resource) Name() string { return r.name }
 
 // Build returns the key for id.
-func (r Resource) Build(ctx context.Context, id string, parts ...Part) (string, error) {
+func (r *Resource) Build(ctx context.Context, id string, parts ...Part) (string, error) {
 	var buf [192]byte
 	k, err := r.Append(buf[:0], ctx, id, parts...)
 	if err != nil {
@@ -150,24 +172,24 @@ func (r Resource) Build(ctx context.Context, id string, parts ...Part) (string, 
 }
 
 // Append appends the key for id to dst, as Builder.Append does.
-func (r Resource) Append(dst []byte, ctx context.Context, id string, parts ...Part) ([]byte, error) {
-	b := r.b
-	tenant, version, suffix, err := b.resolve(ctx, parts)
+func (r *Resource) Append(dst []byte, ctx context.Context, id string, parts ...Part) ([]byte, error) {
+	tenant, version, suffix, err := r.b.resolve(ctx, parts)
 	if err != nil {
 		return dst, err
 	}
 	if err := validate("id", id); err != nil {
 		return dst, err
 	}
-	dst = append(dst, b.prefix...)
-	dst = append(dst, ":tenant-"...)
+	dst = append(dst, r.head...)
 	dst = append(dst, tenant...)
-	dst = append(dst, ':')
-	dst = append(dst, r.name...)
-	dst = append(dst, ':')
+	dst = append(dst, r.mid...)
 	dst = append(dst, id...)
-	dst = append(dst, ':')
-	dst = append(dst, version...)
+	if version == "" {
+		dst = append(dst, r.tail...)
+	} else {
+		dst = append(dst, ':')
+		dst = append(dst, version...)
+	}
 	if suffix != "" {
 		dst = append(dst, ':')
 		dst = append(dst, suffix...)
@@ -175,8 +197,9 @@ func (r Resource) Append(dst []byte, ctx context.Context, id string, parts ...Pa
 	return dst, nil
 }
 
+// resolve returns the tenant, the version ("" for the default) and the
+// suffix of a key.
 func (b *Builder) resolve(ctx context.Context, parts []Part) (tenant, version, suffix string, err error) {
-	version = b.version
 	hasTenant, hasVersion := false, false
 	for _, p := range parts {
 		switch p.kind {
@@ -191,14 +214,15 @@ func (b *Builder) resolve(ctx context.Context, parts []Part) (tenant, version, s
 	if !hasTenant && ctx != nil {
 		tenant, hasTenant = TenantFrom(ctx)
 	}
-	if !hasTenant {
-		if b.enforce {
-			return "", "", "", ErrTenantRequired
-		}
+	switch {
+	case !hasTenant && b.enforce:
+		return "", "", "", ErrTenantRequired
+	case !hasTenant:
 		tenant = Global
-	}
-	if err = validate("tenant", tenant); err != nil {
-		return "", "", "", err
+	default:
+		if err = validate("tenant", tenant); err != nil {
+			return "", "", "", err
+		}
 	}
 	// The default version was validated by New.
 	if hasVersion {
@@ -218,6 +242,19 @@ func (b *Builder) resolve(ctx context.Context, parts []Part) (tenant, version, s
 // the part in the error.
 func ValidatePart(what, s string) error { return validate(what, s) }
 
+// rejected marks the bytes a part may not hold; bytes from 0x80 up are
+// marked too, sending the part to the Unicode check.
+var rejected = func() (t [256]bool) {
+	for c := 0; c <= ' '; c++ {
+		t[c] = true
+	}
+	for c := 0x7f; c < 256; c++ {
+		t[c] = true
+	}
+	t[':'], t['{'], t['}'] = true, true, true
+	return t
+}()
+
 func validate(what, s string) error {
 	if s == "" {
 		return &partError{what: what, val: s, why: "is empty"}
@@ -226,11 +263,10 @@ func validate(what, s string) error {
 		return &partError{what: what, val: s[:32] + "...", why: fmt.Sprintf("is longer than %d bytes", MaxPartLen)}
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= utf8.RuneSelf {
-			return validateUnicode(what, s)
-		}
-		if c <= ' ' || c == 0x7f || c == ':' || c == '{' || c == '}' {
+		if c := s[i]; rejected[c] {
+			if c >= utf8.RuneSelf {
+				return validateUnicode(what, s)
+			}
 			return &partError{what: what, val: s, why: fmt.Sprintf("contains %q", c)}
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"time"
 
@@ -27,7 +26,8 @@ const keyBufSize = 160
 type Cache[V any] struct {
 	c        *Client
 	resource string
-	keys     keys.Resource
+	keys     *keys.Resource
+	base     call // the options of a call that gives none
 	cfg      cacheConfig
 	group    singleflight.Group
 	counters cacheCounters
@@ -55,7 +55,13 @@ func NewCache[V any](c *Client, resource string, opts ...CacheOption) (*Cache[V]
 		// In L1-only mode the in-process tier is the cache: only TTL applies.
 		cfg.l1ttl = cfg.ttl
 	}
+	if cfg.version != "" {
+		if rk, err = rk.WithVersion(cfg.version); err != nil {
+			return nil, err
+		}
+	}
 	cache := &Cache[V]{c: c, resource: resource, keys: rk, cfg: cfg}
+	cache.base, _ = cache.resolve(nil)
 	c.register(cache)
 	return cache, nil
 }
@@ -97,19 +103,18 @@ func (c *Cache[V]) appendKey(dst []byte, ctx context.Context, id string, co call
 	return c.keys.Append(dst, ctx, id, parts[:n]...)
 }
 
-// l1Get looks key up in the in-process tier.
-func (c *Cache[V]) l1Get(h uint64, key []byte) (V, bool) {
+// l1Get looks key up in the in-process tier. The tier holds a pointer to
+// each value, so a hit copies the value once, into the caller's result,
+// however large it is.
+func (c *Cache[V]) l1Get(h uint64, key []byte) (*V, bool) {
 	if c.c.l1 == nil || c.cfg.noL1 {
-		var zero V
-		return zero, false
+		return nil, false
 	}
 	if v, ok := c.c.l1.Get(h, key); ok {
-		if tv, ok := v.(V); ok {
-			return tv, true
-		}
+		p, ok := v.(*V)
+		return p, ok
 	}
-	var zero V
-	return zero, false
+	return nil, false
 }
 
 func (c *Cache[V]) stamp(h uint64) local.Stamp {
@@ -124,7 +129,7 @@ func (c *Cache[V]) install(h uint64, key string, v V, size int, ttl time.Duratio
 	if c.c.l1 == nil || c.cfg.noL1 {
 		return
 	}
-	if c.c.l1.Install(h, key, v, int64(size), c.c.l1TTL(ttl, degraded), s) && c.c.store == nil {
+	if c.c.l1.Install(h, key, &v, int64(size), c.c.l1TTL(ttl, degraded), s) && c.c.store == nil {
 		// ristretto applies a new key asynchronously. In L1-only mode
 		// nothing else would serve the next read, so wait for it to land.
 		c.c.l1.Wait()
@@ -174,7 +179,7 @@ func (c *Cache[V]) redisError(op string, err error) {
 // tier holds it, and an error wrapping ErrUnavailable when Redis could not
 // answer.
 func (c *Cache[V]) Get(ctx context.Context, id string, opts ...CallOption) (V, error) {
-	if c.c.opts.Logger.Enabled(ctx, slog.LevelDebug) {
+	if c.c.debug(ctx) {
 		start := time.Now()
 		v, t, err := c.get(ctx, id, opts)
 		c.logOp(ctx, "cache_get", t, start, err, opts)
@@ -189,20 +194,33 @@ func (c *Cache[V]) get(ctx context.Context, id string, opts []CallOption) (V, ti
 	if c.c.closed.Load() {
 		return zero, tierNone, ErrClosed
 	}
+	var buf [keyBufSize]byte
+	if len(opts) == 0 {
+		// The common call: no options to resolve before the lookup.
+		key, err := c.keys.Append(buf[:0], ctx, id)
+		if err != nil {
+			return zero, tierNone, err
+		}
+		h := c.c.hash(key)
+		if p, ok := c.l1Get(h, key); ok {
+			c.counters.hitsL1.inc()
+			return *p, tierL1, nil
+		}
+		return c.getRemote(ctx, string(key), h, c.base)
+	}
 	co, err := c.resolve(opts)
 	if err != nil {
 		return zero, tierNone, err
 	}
-	var buf [keyBufSize]byte
 	key, err := c.appendKey(buf[:0], ctx, id, co)
 	if err != nil {
 		return zero, tierNone, err
 	}
 	h := c.c.hash(key)
 	if !co.refresh {
-		if v, ok := c.l1Get(h, key); ok {
+		if p, ok := c.l1Get(h, key); ok {
 			c.counters.hitsL1.inc()
-			return v, tierL1, nil
+			return *p, tierL1, nil
 		}
 	}
 	return c.getRemote(ctx, string(key), h, co)
@@ -250,7 +268,7 @@ func (c *Cache[V]) miss() {
 // If Redis fails, the local copy is dropped and the error wraps
 // ErrUnavailable.
 func (c *Cache[V]) Set(ctx context.Context, id string, v V, opts ...CallOption) error {
-	if c.c.opts.Logger.Enabled(ctx, slog.LevelDebug) {
+	if c.c.debug(ctx) {
 		start := time.Now()
 		err := c.set(ctx, id, v, opts)
 		c.logOp(ctx, "cache_set", tierNone, start, err, opts)
@@ -320,7 +338,7 @@ func (c *Cache[V]) set(ctx context.Context, id string, v V, opts []CallOption) e
 // the error (wrapping ErrUnavailable) then says other processes may still
 // hold theirs.
 func (c *Cache[V]) Delete(ctx context.Context, id string, opts ...CallOption) error {
-	if c.c.opts.Logger.Enabled(ctx, slog.LevelDebug) {
+	if c.c.debug(ctx) {
 		start := time.Now()
 		err := c.del(ctx, id, opts)
 		c.logOp(ctx, "cache_delete", tierNone, start, err, opts)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,7 @@ import (
 // from it. Make one per process with New and Close it on shutdown.
 type Client struct {
 	opts   Options
+	logs   bool // a Logger was given
 	keys   *keys.Builder
 	l1     *local.Cache[any] // nil when disabled
 	store  *remote.Store     // nil in L1-only mode
@@ -67,7 +69,7 @@ func New(opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{opts: o, keys: o.Keys}
+	c := &Client{opts: o, keys: o.Keys, logs: opts.Logger != nil}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if o.L1MaxBytes > 0 {
 		c.l1, err = local.New[any](local.Config{
@@ -159,6 +161,12 @@ func newInstanceID() string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// debug reports whether operations are to be logged: never when no Logger
+// was given, without asking the handler.
+func (c *Client) debug(ctx context.Context) bool {
+	return c.logs && c.opts.Logger.Enabled(ctx, slog.LevelDebug)
 }
 
 // InstanceID returns the id this process publishes invalidations under.

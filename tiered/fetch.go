@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"runtime/debug"
 	"time"
 
@@ -69,7 +68,7 @@ func (c *Cache[V]) Wrap(load func(ctx context.Context, id string) (V, error), op
 }
 
 func (c *Cache[V]) fetch(ctx context.Context, id string, ld loader[V], opts []CallOption) (V, error) {
-	if c.c.opts.Logger.Enabled(ctx, slog.LevelDebug) {
+	if c.c.debug(ctx) {
 		start := time.Now()
 		v, t, err := c.fetchTier(ctx, id, ld, opts)
 		c.logOp(ctx, "cache_fetch", t, start, err, opts)
@@ -84,20 +83,33 @@ func (c *Cache[V]) fetchTier(ctx context.Context, id string, ld loader[V], opts 
 	if c.c.closed.Load() {
 		return zero, tierNone, ErrClosed
 	}
+	var buf [keyBufSize]byte
+	if len(opts) == 0 {
+		// The common call: no options to resolve before the lookup.
+		key, err := c.keys.Append(buf[:0], ctx, id)
+		if err != nil {
+			return zero, tierNone, err
+		}
+		h := c.c.hash(key)
+		if p, ok := c.l1Get(h, key); ok {
+			c.counters.hitsL1.inc()
+			return *p, tierL1, nil
+		}
+		return c.fetchShared(ctx, string(key), h, ld, c.base)
+	}
 	co, err := c.resolve(opts)
 	if err != nil {
 		return zero, tierNone, err
 	}
-	var buf [keyBufSize]byte
 	key, err := c.appendKey(buf[:0], ctx, id, co)
 	if err != nil {
 		return zero, tierNone, err
 	}
 	h := c.c.hash(key)
 	if !co.refresh {
-		if v, ok := c.l1Get(h, key); ok {
+		if p, ok := c.l1Get(h, key); ok {
 			c.counters.hitsL1.inc()
-			return v, tierL1, nil
+			return *p, tierL1, nil
 		}
 	}
 	return c.fetchShared(ctx, string(key), h, ld, co)

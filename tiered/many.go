@@ -55,9 +55,9 @@ func (c *Cache[V]) FetchMany(ctx context.Context, ids []string, loadMissing func
 		}
 		h := c.c.hash(kb)
 		if !co.refresh {
-			if v, ok := c.l1Get(h, kb); ok {
+			if p, ok := c.l1Get(h, kb); ok {
 				c.counters.hitsL1.inc()
-				out[id] = v
+				out[id] = *p
 				continue
 			}
 		}

@@ -307,7 +307,9 @@ type call struct {
 }
 
 func (c *Cache[V]) resolve(opts []CallOption) (call, error) {
-	co := call{ttl: c.cfg.ttl, l1ttl: c.cfg.l1ttl, version: c.cfg.version, hasVersion: c.cfg.version != ""}
+	// The cache's own version is the default of its key builder; only a
+	// call's Version is passed on.
+	co := call{ttl: c.cfg.ttl, l1ttl: c.cfg.l1ttl}
 	for _, o := range opts {
 		switch o.kind {
 		case callTTL:
