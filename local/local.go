@@ -21,7 +21,9 @@ const numStripes = 4096
 
 // Config configures a Cache.
 type Config struct {
-	// MaxBytes is the memory budget in bytes. Required.
+	// MaxBytes is the memory budget in bytes. Required. It bounds the whole
+	// tier: ristretto's fixed structures (admission counters, Bloom filter)
+	// and map slack are reserved from it, entries get the rest.
 	MaxBytes int64
 
 	// Counters is the number of admission counters ristretto keeps; about
@@ -35,6 +37,21 @@ type Config struct {
 	OnReject func()
 }
 
+// Memory ristretto spends outside its entries, measured on ristretto
+// v2.4.2: about 4 bytes per admission counter (count-min sketch, Bloom
+// filter, sampled policy), and up to 1/32 of the entries' size in map
+// slack as they churn.
+const (
+	bytesPerCounter = 4
+	slackDivisor    = 32
+)
+
+// entryBudget is what remains of maxBytes for entries once ristretto's own
+// structures are paid for; never less than half the budget.
+func entryBudget(maxBytes, counters int64) int64 {
+	return max(maxBytes-bytesPerCounter*counters-maxBytes/slackDivisor, maxBytes/2)
+}
+
 // Stamp records a key's stripe generation and the cache epoch at one moment.
 type Stamp struct {
 	gen, epoch uint64
@@ -43,9 +60,16 @@ type Stamp struct {
 // Follows reports whether s was taken right after exactly one Invalidate
 // of the stripe that prev was taken of, with no Flush between: the
 // invalidation of a writer that took prev before its write, and no other.
-func (s Stamp) Follows(prev Stamp) bool {
-	return s.epoch == prev.epoch && s.gen == prev.gen+1
+func (s Stamp) Follows(prev Stamp) bool { return s.FollowsN(prev, 1) }
+
+// FollowsN is Follows for a writer that invalidated n keys of the stripe.
+func (s Stamp) FollowsN(prev Stamp, n uint64) bool {
+	return s.epoch == prev.epoch && s.gen == prev.gen+n
 }
+
+// StripeOf returns the stripe of the key whose hash is h: keys of one
+// stripe share a generation.
+func StripeOf(h uint64) int { return int((h >> 32) % numStripes) }
 
 type entry[V any] struct {
 	key     string
@@ -94,7 +118,7 @@ func New[V any](cfg Config) (*Cache[V], error) {
 	}
 	rcfg := &ristretto.Config[uint64, *entry[V]]{
 		NumCounters:        counters,
-		MaxCost:            cfg.MaxBytes,
+		MaxCost:            entryBudget(cfg.MaxBytes, counters),
 		BufferItems:        64,
 		IgnoreInternalCost: true,
 		KeyToHash:          func(k uint64) (uint64, uint64) { return k, 0 },
@@ -253,8 +277,12 @@ func (c *Cache[V]) Wait() {
 // was full.
 func (c *Cache[V]) Dropped() uint64 { return c.dropped.Load() }
 
-// Cost returns the bytes currently accounted for, out of MaxBytes.
+// Cost returns the bytes currently accounted to entries.
 func (c *Cache[V]) Cost() int64 { return c.rc.MaxCost() - c.rc.RemainingCost() }
+
+// EntryBudget returns the bytes entries may take: MaxBytes less what
+// ristretto's own structures need.
+func (c *Cache[V]) EntryBudget() int64 { return c.rc.MaxCost() }
 
 // Close releases the cache's goroutines; lookups afterwards miss and
 // installs are refused. Callers should stop using the cache first: ristretto
@@ -273,6 +301,6 @@ func (c *Cache[V]) Close() {
 const closeGrace = 2 * time.Millisecond
 
 func (c *Cache[V]) stripe(h uint64) *stripe {
-	// The low bits pick ristretto's shard; use high bits for stripes.
-	return &c.stripes[(h>>32)%numStripes]
+	// The low bits pick ristretto's shard; StripeOf uses high bits.
+	return &c.stripes[StripeOf(h)]
 }

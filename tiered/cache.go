@@ -468,9 +468,16 @@ func (c *Cache[V]) warmBatch(ctx context.Context, batch []warmItem[V], co call) 
 	if l1 == nil || c.cfg.noL1 {
 		return nil
 	}
-	for i, it := range batch {
+	// Invalidate every key first; then a key's stripe must have moved by
+	// exactly the number of this batch's keys in it, or another write came
+	// in meanwhile and the key is left for the next read.
+	perStripe := make(map[int]uint64, len(batch))
+	for _, it := range batch {
 		l1.Invalidate(it.h)
-		if after := l1.Stamp(it.h); after.Follows(before[i]) {
+		perStripe[local.StripeOf(it.h)]++
+	}
+	for i, it := range batch {
+		if after := l1.Stamp(it.h); after.FollowsN(before[i], perStripe[local.StripeOf(it.h)]) {
 			c.install(it.h, it.key, it.v, len(it.data), co.l1ttl, false, after)
 		}
 	}

@@ -337,3 +337,27 @@ func TestL1OnlyReadYourWrites(t *testing.T) {
 		t.Fatalf("Get after Warm = %+v, %v", u, err)
 	}
 }
+
+// TestWarmL1OnlyKeepsEveryValue warms more ids than there are stripes, so
+// many share one: in L1-only mode every value must be readable afterwards.
+func TestWarmL1OnlyKeepsEveryValue(t *testing.T) {
+	_, users := l1Only(t)
+	ctx := context.Background()
+	values := make(map[string]User, 1000)
+	for i := range 1000 {
+		id := fmt.Sprint(i)
+		values[id] = User{ID: id}
+	}
+	if err := users.Warm(ctx, values); err != nil {
+		t.Fatal(err)
+	}
+	missing := 0
+	for id := range values {
+		if _, err := users.Get(ctx, id); err != nil {
+			missing++
+		}
+	}
+	if missing != 0 {
+		t.Fatalf("%d of 1000 warmed values unreadable", missing)
+	}
+}
