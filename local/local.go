@@ -264,13 +264,24 @@ func (c *Cache[V]) Drop(h uint64) {
 func (c *Cache[V]) Flush() { c.epoch.Add(1) }
 
 // Wait blocks until every install handed to ristretto so far has been
-// applied or rejected. It costs a round trip through ristretto's buffer.
+// applied or rejected, or the cache is closed. It costs a round trip
+// through ristretto's buffer.
 func (c *Cache[V]) Wait() {
 	if c.closed.Load() {
 		return
 	}
-	defer closeRace()
-	c.rc.Wait()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer closeRace()
+		c.rc.Wait()
+	}()
+	select {
+	case <-done:
+	case <-c.stopClock:
+		// Close stops ristretto's goroutine, which may leave a wait
+		// unanswered: do not hang the caller on it.
+	}
 }
 
 // Dropped returns how many installs ristretto dropped because its buffer

@@ -156,6 +156,8 @@ func (l *Leaser) AcquireMany(ctx context.Context, valueKeys []string) ([]*Lease,
 		return err
 	})
 	if err != nil {
+		// Some SETs may have run: free whatever carries our tokens.
+		_ = l.ReleaseMany(context.WithoutCancel(ctx), leases)
 		return nil, fmt.Errorf("lock: obtain %d leases: %w", len(valueKeys), err)
 	}
 	for i, c := range cmds {
