@@ -230,12 +230,25 @@ func (s *Store) SetMany(ctx context.Context, entries []Entry, channel string, ms
 	if len(entries) == 0 {
 		return nil
 	}
+	err := s.writeThenPublish(ctx, func(ctx context.Context, p redis.Pipeliner) {
+		for _, e := range entries {
+			p.Set(ctx, e.Key, e.Value, max(e.TTL, 0))
+			p.Del(ctx, e.Lease)
+		}
+	}, channel, msgs)
+	if err != nil {
+		return fmt.Errorf("remote: SET pipeline (%d keys): %w", len(entries), err)
+	}
+	return nil
+}
+
+// writeThenPublish pipelines writes, then msgs: in the same round trip on a
+// single node, where a pipeline runs in order; in a second one where the
+// writes may go to several nodes at once.
+func (s *Store) writeThenPublish(ctx context.Context, writes func(context.Context, redis.Pipeliner), channel string, msgs [][]byte) error {
 	err := s.call(ctx, func(ctx context.Context) error {
 		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, e := range entries {
-				p.Set(ctx, e.Key, e.Value, max(e.TTL, 0))
-				p.Del(ctx, e.Lease)
-			}
+			writes(ctx, p)
 			if s.single {
 				s.publishIn(ctx, p, channel, msgs)
 			}
@@ -246,10 +259,7 @@ func (s *Store) SetMany(ctx context.Context, entries []Entry, channel string, ms
 	if err == nil && !s.single {
 		err = s.PublishAll(ctx, channel, msgs)
 	}
-	if err != nil {
-		return fmt.Errorf("remote: SET pipeline (%d keys): %w", len(entries), err)
-	}
-	return nil
+	return err
 }
 
 func (s *Store) publishIn(ctx context.Context, p redis.Pipeliner, channel string, msgs [][]byte) {
@@ -289,21 +299,11 @@ func (s *Store) DeleteMany(ctx context.Context, keys, leases []string, channel s
 	if len(leases) != len(keys) {
 		return errors.New("remote: DeleteMany: keys and leases differ in length")
 	}
-	err := s.call(ctx, func(ctx context.Context) error {
-		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, k := range keys {
-				p.Del(ctx, k, leases[i])
-			}
-			if s.single {
-				s.publishIn(ctx, p, channel, msgs)
-			}
-			return nil
-		})
-		return err
-	})
-	if err == nil && !s.single {
-		err = s.PublishAll(ctx, channel, msgs)
-	}
+	err := s.writeThenPublish(ctx, func(ctx context.Context, p redis.Pipeliner) {
+		for i, k := range keys {
+			p.Del(ctx, k, leases[i])
+		}
+	}, channel, msgs)
 	if err != nil {
 		return fmt.Errorf("remote: DEL pipeline (%d keys): %w", len(keys), err)
 	}

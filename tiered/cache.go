@@ -196,34 +196,70 @@ func (c *Cache[V]) get(ctx context.Context, id string, opts []CallOption) (V, ti
 	}
 	var buf [keyBufSize]byte
 	if len(opts) == 0 {
-		// The common call: no options to resolve before the lookup.
-		key, err := c.keys.Append(buf[:0], ctx, id)
-		if err != nil {
+		key, h, hit, err := c.lookup(buf[:0], ctx, id)
+		switch {
+		case err != nil:
 			return zero, tierNone, err
-		}
-		h := c.c.hash(key)
-		if p, ok := c.l1Get(h, key); ok {
-			c.counters.hitsL1.inc()
-			return *p, tierL1, nil
+		case hit != nil:
+			return *hit, tierL1, nil
 		}
 		return c.getRemote(ctx, string(key), h, c.base)
 	}
-	co, err := c.resolve(opts)
-	if err != nil {
+	key, h, co, hit, err := c.lookupWith(buf[:0], ctx, id, opts)
+	switch {
+	case err != nil:
 		return zero, tierNone, err
+	case hit != nil:
+		return *hit, tierL1, nil
 	}
-	key, err := c.appendKey(buf[:0], ctx, id, co)
-	if err != nil {
-		return zero, tierNone, err
+	return c.getRemote(ctx, string(key), h, co)
+}
+
+// lookup builds the key of id into buf and looks it up in the in-process
+// tier, for a call without options: the common one, which has nothing to
+// resolve.
+func (c *Cache[V]) lookup(buf []byte, ctx context.Context, id string) (key []byte, h uint64, hit *V, err error) {
+	if key, err = c.keys.Append(buf, ctx, id); err != nil {
+		return nil, 0, nil, err
 	}
-	h := c.c.hash(key)
+	h = c.c.hash(key)
+	if p, ok := c.l1Get(h, key); ok {
+		c.counters.hitsL1.inc()
+		return key, h, p, nil
+	}
+	return key, h, nil, nil
+}
+
+// lookupWith is lookup for a call with options; a refresh skips the
+// in-process tier.
+func (c *Cache[V]) lookupWith(buf []byte, ctx context.Context, id string, opts []CallOption) (key []byte, h uint64, co call, hit *V, err error) {
+	if co, err = c.resolve(opts); err != nil {
+		return nil, 0, co, nil, err
+	}
+	if key, err = c.appendKey(buf, ctx, id, co); err != nil {
+		return nil, 0, co, nil, err
+	}
+	h = c.c.hash(key)
 	if !co.refresh {
 		if p, ok := c.l1Get(h, key); ok {
 			c.counters.hitsL1.inc()
-			return *p, tierL1, nil
+			return key, h, co, p, nil
 		}
 	}
-	return c.getRemote(ctx, string(key), h, co)
+	return key, h, co, nil, nil
+}
+
+// keyOf resolves a write's options and builds its key.
+func (c *Cache[V]) keyOf(ctx context.Context, id string, opts []CallOption) (key string, h uint64, co call, err error) {
+	if co, err = c.resolve(opts); err != nil {
+		return "", 0, co, err
+	}
+	var buf [keyBufSize]byte
+	kb, err := c.appendKey(buf[:0], ctx, id, co)
+	if err != nil {
+		return "", 0, co, err
+	}
+	return string(kb), c.c.hash(kb), co, nil
 }
 
 func (c *Cache[V]) getRemote(ctx context.Context, key string, h uint64, co call) (V, tier, error) {
@@ -281,17 +317,10 @@ func (c *Cache[V]) set(ctx context.Context, id string, v V, opts []CallOption) e
 	if c.c.closed.Load() {
 		return ErrClosed
 	}
-	co, err := c.resolve(opts)
+	key, h, co, err := c.keyOf(ctx, id, opts)
 	if err != nil {
 		return err
 	}
-	var buf [keyBufSize]byte
-	kb, err := c.appendKey(buf[:0], ctx, id, co)
-	if err != nil {
-		return err
-	}
-	key := string(kb)
-	h := c.c.hash(kb)
 	data, err := c.encode(key, v)
 	if err != nil {
 		return err
@@ -351,17 +380,10 @@ func (c *Cache[V]) del(ctx context.Context, id string, opts []CallOption) error 
 	if c.c.closed.Load() {
 		return ErrClosed
 	}
-	co, err := c.resolve(opts)
+	key, h, _, err := c.keyOf(ctx, id, opts)
 	if err != nil {
 		return err
 	}
-	var buf [keyBufSize]byte
-	kb, err := c.appendKey(buf[:0], ctx, id, co)
-	if err != nil {
-		return err
-	}
-	key := string(kb)
-	h := c.c.hash(kb)
 	if c.c.l1 != nil {
 		c.c.l1.Invalidate(h)
 	}

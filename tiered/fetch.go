@@ -85,32 +85,21 @@ func (c *Cache[V]) fetchTier(ctx context.Context, id string, ld loader[V], opts 
 	}
 	var buf [keyBufSize]byte
 	if len(opts) == 0 {
-		// The common call: no options to resolve before the lookup.
-		key, err := c.keys.Append(buf[:0], ctx, id)
-		if err != nil {
+		key, h, hit, err := c.lookup(buf[:0], ctx, id)
+		switch {
+		case err != nil:
 			return zero, tierNone, err
-		}
-		h := c.c.hash(key)
-		if p, ok := c.l1Get(h, key); ok {
-			c.counters.hitsL1.inc()
-			return *p, tierL1, nil
+		case hit != nil:
+			return *hit, tierL1, nil
 		}
 		return c.fetchShared(ctx, string(key), h, ld, c.base)
 	}
-	co, err := c.resolve(opts)
-	if err != nil {
+	key, h, co, hit, err := c.lookupWith(buf[:0], ctx, id, opts)
+	switch {
+	case err != nil:
 		return zero, tierNone, err
-	}
-	key, err := c.appendKey(buf[:0], ctx, id, co)
-	if err != nil {
-		return zero, tierNone, err
-	}
-	h := c.c.hash(key)
-	if !co.refresh {
-		if p, ok := c.l1Get(h, key); ok {
-			c.counters.hitsL1.inc()
-			return *p, tierL1, nil
-		}
+	case hit != nil:
+		return *hit, tierL1, nil
 	}
 	return c.fetchShared(ctx, string(key), h, ld, co)
 }
@@ -390,16 +379,19 @@ func (c *Cache[V]) installLoaded(h uint64, key string, v V, co call, degraded bo
 // load calls the loader, turning a panic into an error.
 func (c *Cache[V]) load(ctx context.Context, ld loader[V]) (v V, err error) {
 	c.counters.loads.inc()
-	start := time.Now()
-	defer func() {
-		if r := recover(); r != nil {
-			err = &PanicError{Value: r, Stack: debug.Stack()}
-			c.c.opts.Logger.Error("tiered: loader panicked", "resource_type", c.resource, "panic", r)
-		}
-		c.c.metrics.observe(opLoad, start)
-		if err != nil {
-			c.counters.loadErrors.inc()
-		}
-	}()
+	defer c.endLoad(time.Now(), &err)
 	return ld.call(ctx)
+}
+
+// endLoad, deferred around a loader call, turns its panic into an error
+// and records the load.
+func (c *Cache[V]) endLoad(start time.Time, err *error) {
+	if r := recover(); r != nil {
+		*err = &PanicError{Value: r, Stack: debug.Stack()}
+		c.c.opts.Logger.Error("tiered: loader panicked", "resource_type", c.resource, "panic", r)
+	}
+	c.c.metrics.observe(opLoad, start)
+	if *err != nil {
+		c.counters.loadErrors.inc()
+	}
 }

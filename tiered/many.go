@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"time"
 
 	"github.com/tieredcache/tieredcache/local"
@@ -246,16 +245,6 @@ func (c *Cache[V]) loadBatch(ctx context.Context, pending []manyItem, load func(
 		ids[i] = it.id
 	}
 	c.counters.loads.inc()
-	start := time.Now()
-	defer func() {
-		if r := recover(); r != nil {
-			err = &PanicError{Value: r, Stack: debug.Stack()}
-			c.c.opts.Logger.Error("tiered: batch loader panicked", "resource_type", c.resource, "panic", r)
-		}
-		c.c.metrics.observe(opLoad, start)
-		if err != nil {
-			c.counters.loadErrors.inc()
-		}
-	}()
+	defer c.endLoad(time.Now(), &err)
 	return load(ctx, ids)
 }
