@@ -77,7 +77,10 @@ var (
 	descHits = prometheus.NewDesc("cache_hits_total",
 		"Cache hits by resource type and tier (l1: in-process, l2: Redis).", []string{"resource_type", "tier"}, nil)
 	descMisses = prometheus.NewDesc("cache_misses_total",
-		"Reads that found the key in neither tier, by resource type.", []string{"resource_type"}, nil)
+		"Reads that found the key in neither tier, by resource type, under the last tier asked "+
+			"(l2; l1 without Redis) with the other at 0: hits and misses share labels, so the "+
+			"template's rate(cache_hits_total) + rate(cache_misses_total) matches them.",
+		[]string{"resource_type", "tier"}, nil)
 	descLoads = prometheus.NewDesc("cache_loads_total",
 		"Loader calls by resource type.", []string{"resource_type"}, nil)
 	descLoadErrors = prometheus.NewDesc("cache_load_errors_total",
@@ -246,11 +249,18 @@ func (c *Client) addSeries(s series) {
 		s[k] += float64(v)
 	}
 	st := c.Stats()
+	missTier, otherTier := "l2", "l1"
+	if c.store == nil {
+		missTier, otherTier = otherTier, missTier
+	}
 	for _, cs := range st.Caches {
 		r := cs.Resource
 		add(descHits, cs.HitsL1, r, "l1")
 		add(descHits, cs.HitsL2, r, "l2")
-		add(descMisses, cs.Misses, r)
+		// Every (resource, tier) pair exists in both metrics, or PromQL's
+		// one-to-one matching would drop the unmatched hits.
+		add(descMisses, cs.Misses, r, missTier)
+		add(descMisses, 0, r, otherTier)
 		add(descLoads, cs.Loads, r)
 		add(descLoadErrors, cs.LoadErrors, r)
 		add(descCoalesced, cs.Coalesced, r)

@@ -86,8 +86,11 @@ func TestTemplateMetrics(t *testing.T) {
 	if v, ok := value(fams["cache_hits_total"], map[string]string{"resource_type": "user", "tier": "l1"}); !ok || v < 1 {
 		t.Fatalf("cache_hits_total{resource_type=user,tier=l1} = %v, %v", v, ok)
 	}
-	if v, ok := value(fams["cache_misses_total"], map[string]string{"resource_type": "user"}); !ok || v != 2 {
-		t.Fatalf("cache_misses_total{resource_type=user} = %v, %v; want 2", v, ok)
+	if v, ok := value(fams["cache_misses_total"], map[string]string{"resource_type": "user", "tier": "l2"}); !ok || v != 2 {
+		t.Fatalf("cache_misses_total{resource_type=user,tier=l2} = %v, %v; want 2", v, ok)
+	}
+	if v, ok := value(fams["cache_misses_total"], map[string]string{"resource_type": "user", "tier": "l1"}); !ok || v != 0 {
+		t.Fatalf("cache_misses_total{resource_type=user,tier=l1} = %v, %v; want a 0 series", v, ok)
 	}
 	for _, op := range []string{"get", "set", "delete", "load"} {
 		if n, ok := value(fams["cache_operation_duration_seconds"], map[string]string{"operation": op}); !ok || n == 0 {
@@ -115,7 +118,7 @@ func TestTwoClientsOneRegistry(t *testing.T) {
 		}
 	}
 	miss := func() float64 {
-		v, _ := value(gather(t, reg)["cache_misses_total"], map[string]string{"resource_type": "user"})
+		v, _ := value(gather(t, reg)["cache_misses_total"], map[string]string{"resource_type": "user", "tier": "l2"})
 		return v
 	}
 	if got := miss(); got != 2 {
