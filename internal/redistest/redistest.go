@@ -161,6 +161,7 @@ func (s *Server) Start() error {
 	args := []string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"}
 	cmd := exec.Command("redis-server", append(args, s.extra...)...)
+	cmd.SysProcAttr = serverAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("redistest: start redis-server: %w", err)
 	}
