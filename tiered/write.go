@@ -1,0 +1,221 @@
+package tiered
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/tieredcache/tieredcache/local"
+	"github.com/tieredcache/tieredcache/lock"
+	"github.com/tieredcache/tieredcache/remote"
+)
+
+// Set stores v under id in Redis (for the cache's or the call's TTL) and in
+// this process, and tells every other process to drop its copy. The Redis
+// write, the removal of any load lease on the key (so a load that started
+// earlier cannot overwrite v) and the invalidation are one atomic script.
+// If Redis fails, the local copy is dropped and the error wraps
+// ErrUnavailable.
+func (c *Cache[V]) Set(ctx context.Context, id string, v V, opts ...CallOption) error {
+	if c.c.debug(ctx) {
+		start := time.Now()
+		err := c.set(ctx, id, v, opts)
+		c.logOp(ctx, "cache_set", tierNone, start, err, opts)
+		return err
+	}
+	return c.set(ctx, id, v, opts)
+}
+
+func (c *Cache[V]) set(ctx context.Context, id string, v V, opts []CallOption) error {
+	if c.c.closed.Load() {
+		return ErrClosed
+	}
+	key, h, co, err := c.keyOf(ctx, id, opts)
+	if err != nil {
+		return err
+	}
+	data, err := c.encode(key, v)
+	if err != nil {
+		return err
+	}
+	l1 := c.c.l1
+	if c.c.store == nil {
+		if l1 != nil && !c.cfg.noL1 {
+			l1.Invalidate(h)
+			c.install(h, key, v, len(data), co.l1ttl, false, c.stamp(h))
+		}
+		return nil
+	}
+	before := c.stamp(h)
+	msg, err := c.c.bus.Encode(remote.KindInvalidate, key)
+	if err != nil {
+		return fmt.Errorf("tiered: set %s: %w", key, err)
+	}
+	start := time.Now()
+	err = c.c.store.Set(ctx, remote.Entry{Key: key, Lease: lock.Key(key), Value: data, TTL: co.ttl}, c.c.opts.Channel, msg)
+	c.c.metrics.observe(opSet, start)
+	if l1 != nil {
+		l1.Invalidate(h)
+	}
+	if err != nil {
+		c.redisError("set", err)
+		c.c.deferInvalidation(key)
+		return unavailable("set", key, err)
+	}
+	c.c.counters.published.inc()
+	// Keep the new value locally unless another write to this key's stripe
+	// came in while ours was in flight: then ours may not be the latest,
+	// and the next read goes to Redis.
+	if l1 != nil && !c.cfg.noL1 {
+		if after := l1.Stamp(h); after.Follows(before) {
+			c.install(h, key, v, len(data), co.l1ttl, false, after)
+		}
+	}
+	return nil
+}
+
+// Delete removes id from Redis and from this process and tells every other
+// process to drop its copy. A load of the key under way anywhere will not
+// cache what it loaded. The local copy is dropped even when Redis fails;
+// the error (wrapping ErrUnavailable) then says other processes may still
+// hold theirs.
+func (c *Cache[V]) Delete(ctx context.Context, id string, opts ...CallOption) error {
+	if c.c.debug(ctx) {
+		start := time.Now()
+		err := c.del(ctx, id, opts)
+		c.logOp(ctx, "cache_delete", tierNone, start, err, opts)
+		return err
+	}
+	return c.del(ctx, id, opts)
+}
+
+func (c *Cache[V]) del(ctx context.Context, id string, opts []CallOption) error {
+	if c.c.closed.Load() {
+		return ErrClosed
+	}
+	key, h, _, err := c.keyOf(ctx, id, opts)
+	if err != nil {
+		return err
+	}
+	if c.c.l1 != nil {
+		c.c.l1.Invalidate(h)
+	}
+	if c.c.store == nil {
+		return nil
+	}
+	msg, err := c.c.bus.Encode(remote.KindInvalidate, key)
+	if err != nil {
+		return fmt.Errorf("tiered: delete %s: %w", key, err)
+	}
+	start := time.Now()
+	err = c.c.store.Delete(ctx, key, lock.Key(key), c.c.opts.Channel, msg)
+	c.c.metrics.observe(opDelete, start)
+	if c.c.l1 != nil {
+		// Again after the write: a load that read Redis before the delete
+		// and installs after the first invalidation must fail too.
+		c.c.l1.Invalidate(h)
+	}
+	if err != nil {
+		c.redisError("delete", err)
+		c.c.deferInvalidation(key)
+		return unavailable("delete", key, err)
+	}
+	c.c.counters.published.inc()
+	return nil
+}
+
+// warmBatch is how many values Warm writes per round trip and message.
+const warmBatch = 1000
+
+// Warm stores many values at once (the template's cache warming), in
+// pipelined round trips of up to a thousand values, each followed by one
+// invalidation message for its keys. It is not atomic: on error, earlier
+// batches were written.
+func (c *Cache[V]) Warm(ctx context.Context, values map[string]V, opts ...CallOption) error {
+	if c.c.closed.Load() {
+		return ErrClosed
+	}
+	co, err := c.resolve(opts)
+	if err != nil {
+		return err
+	}
+	items := make([]warmItem[V], 0, len(values))
+	for id, v := range values {
+		var buf [keyBufSize]byte
+		kb, err := c.appendKey(buf[:0], ctx, id, co)
+		if err != nil {
+			return err
+		}
+		key := string(kb)
+		data, err := c.encode(key, v)
+		if err != nil {
+			return err
+		}
+		items = append(items, warmItem[V]{key: key, h: c.c.hash(kb), v: v, data: data})
+	}
+	for batch := range slices.Chunk(items, warmBatch) {
+		if err := c.warmBatch(ctx, batch, co); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type warmItem[V any] struct {
+	key  string
+	h    uint64
+	v    V
+	data []byte
+}
+
+func (c *Cache[V]) warmBatch(ctx context.Context, batch []warmItem[V], co call) error {
+	l1 := c.c.l1
+	before := make([]local.Stamp, len(batch))
+	for i, it := range batch {
+		before[i] = c.stamp(it.h)
+	}
+	if c.c.store != nil {
+		entries := make([]remote.Entry, len(batch))
+		keyList := make([]string, len(batch))
+		for i, it := range batch {
+			entries[i] = remote.Entry{Key: it.key, Lease: lock.Key(it.key), Value: it.data, TTL: co.ttl}
+			keyList[i] = it.key
+		}
+		msgs, err := c.c.bus.EncodeAll(remote.KindInvalidate, keyList...)
+		if err != nil {
+			return fmt.Errorf("tiered: warm: %w", err)
+		}
+		start := time.Now()
+		err = c.c.store.SetMany(ctx, entries, c.c.opts.Channel, msgs)
+		c.c.metrics.observe(opSet, start)
+		if err != nil {
+			for _, it := range batch {
+				if l1 != nil {
+					l1.Invalidate(it.h)
+				}
+			}
+			c.redisError("set", err)
+			c.c.deferInvalidation(keyList...)
+			return unavailable("warm", fmt.Sprintf("(%d keys)", len(batch)), err)
+		}
+		c.c.counters.published.inc()
+	}
+	if l1 == nil || c.cfg.noL1 {
+		return nil
+	}
+	// Invalidate every key first; then a key's stripe must have moved by
+	// exactly the number of this batch's keys in it, or another write came
+	// in meanwhile and the key is left for the next read.
+	perStripe := make(map[int]uint64, len(batch))
+	for _, it := range batch {
+		l1.Invalidate(it.h)
+		perStripe[local.StripeOf(it.h)]++
+	}
+	for i, it := range batch {
+		if after := l1.Stamp(it.h); after.FollowsN(before[i], perStripe[local.StripeOf(it.h)]) {
+			c.install(it.h, it.key, it.v, len(it.data), co.l1ttl, false, after)
+		}
+	}
+	return nil
+}
