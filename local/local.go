@@ -75,7 +75,7 @@ type entry[V any] struct {
 	key     string
 	val     V
 	epoch   uint64
-	expires int64 // coarse-clock nanoseconds; 0: never
+	expires int64 // on the coarse clock; 0: never
 }
 
 type stripe struct {
@@ -92,9 +92,11 @@ type Cache[V any] struct {
 	closed  atomic.Bool
 	stripes [numStripes]stripe
 
-	// now is a coarse clock, advanced every ClockTick by the cache's own
-	// goroutine: reading the system clock on every lookup would cost more
-	// than the rest of the lookup.
+	// now is a coarse clock, nanoseconds since start on the monotonic
+	// clock (a step of the wall clock moves nothing), advanced every
+	// ClockTick by the cache's own goroutine: reading the clock on every
+	// lookup would cost more than the rest of the lookup.
+	start     time.Time
 	now       atomic.Int64
 	stopClock chan struct{}
 	clockDone chan struct{}
@@ -123,7 +125,7 @@ func New[V any](cfg Config) (*Cache[V], error) {
 		IgnoreInternalCost: true,
 		KeyToHash:          func(k uint64) (uint64, uint64) { return k, 0 },
 	}
-	c := &Cache[V]{seed: maphash.MakeSeed(), stopClock: make(chan struct{}), clockDone: make(chan struct{})}
+	c := &Cache[V]{seed: maphash.MakeSeed(), start: time.Now(), stopClock: make(chan struct{}), clockDone: make(chan struct{})}
 	// ristretto's Close clears the cache through OnEvict; those are not
 	// evictions, so the callbacks stop counting once Close begins.
 	if f := cfg.OnEvict; f != nil {
@@ -145,7 +147,6 @@ func New[V any](cfg Config) (*Cache[V], error) {
 		return nil, fmt.Errorf("local: %w", err)
 	}
 	c.rc = rc
-	c.now.Store(time.Now().UnixNano())
 	go c.tick()
 	return c, nil
 }
@@ -156,8 +157,8 @@ func (c *Cache[V]) tick() {
 	defer t.Stop()
 	for {
 		select {
-		case now := <-t.C:
-			c.now.Store(now.UnixNano())
+		case <-t.C:
+			c.now.Store(int64(time.Since(c.start)))
 		case <-c.stopClock:
 			return
 		}
@@ -221,7 +222,7 @@ func (c *Cache[V]) Install(h uint64, key string, v V, cost int64, ttl time.Durat
 	}
 	e := &entry[V]{key: key, val: v, epoch: s.epoch}
 	if ttl > 0 {
-		e.expires = time.Now().Add(ttl).UnixNano()
+		e.expires = int64(time.Since(c.start) + ttl)
 	}
 	// No TTL for ristretto: it would read the system clock on every Get.
 	// An expired entry reads as a miss here, holds its cost until evicted

@@ -136,15 +136,22 @@ func (l *Leaser) AcquireMany(ctx context.Context, valueKeys []string) ([]*Lease,
 		for i, le := range leases {
 			cmds[i] = pl.SetNX(ctx, le.key, le.token, l.cfg.TTL)
 		}
-		_, err := pl.Exec(ctx)
-		if errors.Is(err, redis.Nil) {
-			return nil
+		if _, err := pl.Exec(ctx); err != nil {
+			// A SET NX that finds the key answers false, not an error:
+			// any error here is a failure.
+			for _, c := range cmds {
+				if c.Err() != nil {
+					return c.Err()
+				}
+			}
+			return err
 		}
-		return err
+		return nil
 	})
 	if err != nil {
-		// Some SETs may have run: free whatever carries our tokens.
-		_ = l.ReleaseMany(context.WithoutCancel(ctx), leases)
+		// Some SETs may have run: free whatever carries our tokens. Not
+		// through the guard: this is cleanup after the failure it heard.
+		l.releaseUnguarded(context.WithoutCancel(ctx), leases)
 		return nil, fmt.Errorf("lock: obtain %d leases: %w", len(valueKeys), err)
 	}
 	for i, c := range cmds {
@@ -286,6 +293,21 @@ func (l *Leaser) FillMany(ctx context.Context, fills []Fill, channel string, msg
 		out[i] = n == 1
 	}
 	return out, nil
+}
+
+// releaseUnguarded is ReleaseMany without the guard, bounded by the
+// timeout, best effort.
+func (l *Leaser) releaseUnguarded(ctx context.Context, leases []*Lease) {
+	if l.cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, l.cfg.Timeout)
+		defer cancel()
+	}
+	pl := l.rdb.Pipeline()
+	for _, le := range leases {
+		releaseScript.Eval(ctx, pl, []string{le.key}, le.token)
+	}
+	_, _ = pl.Exec(ctx)
 }
 
 // ReleaseMany releases leases in one pipelined round trip.

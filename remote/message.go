@@ -54,17 +54,25 @@ func EncodeMessages(m Message) ([][]byte, error) {
 	if len(m.Keys) == 0 {
 		return nil, fmt.Errorf("%w: no keys", ErrMalformed)
 	}
-	// JSON escaping at most doubles a key; quotes and a comma add three.
-	budget := MaxMessageBytes - 2*len(m.Origin) - 256
+	// Sizes as encoding/json writes them: it escapes <, > and & as \u003c
+	// and the like, so a key may grow sixfold.
+	origin, err := json.Marshal(m.Origin)
+	if err != nil {
+		return nil, err
+	}
+	budget := MaxMessageBytes - len(origin) - len(m.Kind) - 64
 	var out [][]byte
 	for start := 0; start < len(m.Keys); {
 		end, size := start, 0
 		for end < len(m.Keys) && end-start < MaxMessageKeys {
-			k := 2*len(m.Keys[end]) + 3
-			if end > start && size+k > budget {
+			k, err := json.Marshal(m.Keys[end])
+			if err != nil {
+				return nil, err
+			}
+			if end > start && size+len(k)+1 > budget {
 				break
 			}
-			size += k
+			size += len(k) + 1
 			end++
 		}
 		b, err := EncodeMessage(Message{Origin: m.Origin, Kind: m.Kind, Keys: m.Keys[start:end]})

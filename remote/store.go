@@ -96,7 +96,7 @@ func (s *Store) GetWithLease(ctx context.Context, key, lease string) ([]byte, bo
 			exists = p.Exists(ctx, lease)
 			return nil
 		})
-		return err
+		return pipelineErr[redis.Cmder](err, get, exists)
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, false, fmt.Errorf("remote: GET %s: %w", key, err)
@@ -110,6 +110,24 @@ func (s *Store) GetWithLease(ctx context.Context, key, lease string) ([]byte, bo
 		return nil, false, fmt.Errorf("remote: EXISTS %s: %w", lease, err)
 	}
 	return b, n > 0, nil
+}
+
+// pipelineErr is the error of a pipeline whose misses are answers: go-redis
+// returns the first command's error, which hides a failure behind an
+// earlier redis.Nil.
+func pipelineErr[C redis.Cmder](err error, cmds ...C) error {
+	if err == nil {
+		return nil
+	}
+	for _, c := range cmds {
+		if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) {
+			return e
+		}
+	}
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	return err
 }
 
 // MGet returns the values of keys in order, nil where a key holds none, in
@@ -146,10 +164,7 @@ func (s *Store) MGet(ctx context.Context, keys []string) ([][]byte, error) {
 			}
 			return nil
 		})
-		if errors.Is(err, redis.Nil) {
-			return nil
-		}
-		return err
+		return pipelineErr(err, cmds...)
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("remote: GET pipeline (%d keys): %w", len(keys), err)
@@ -232,8 +247,10 @@ func (s *Store) SetMany(ctx context.Context, entries []Entry, channel string, ms
 	}
 	err := s.writeThenPublish(ctx, func(ctx context.Context, p redis.Pipeliner) {
 		for _, e := range entries {
-			p.Set(ctx, e.Key, e.Value, max(e.TTL, 0))
+			// The lease first: a holder's fill landing between the two
+			// would otherwise overwrite the new value with its load.
 			p.Del(ctx, e.Lease)
+			p.Set(ctx, e.Key, e.Value, max(e.TTL, 0))
 		}
 	}, channel, msgs)
 	if err != nil {

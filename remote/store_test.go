@@ -229,3 +229,42 @@ func TestGuard(t *testing.T) {
 		t.Fatalf("refused call = %v", err)
 	}
 }
+
+// failSecond makes the second command of every pipeline fail.
+type failSecond struct{}
+
+func (failSecond) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (failSecond) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return next
+}
+func (failSecond) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		if len(cmds) > 1 {
+			cmds[1].SetErr(errors.New("node down"))
+			return cmds[0].Err()
+		}
+		return err
+	}
+}
+
+// TestPipelineFailureBehindAMiss: a miss on the first key of a pipeline
+// must not hide a failure of a later command from the caller or the guard.
+func TestPipelineFailureBehindAMiss(t *testing.T) {
+	srv := redistest.Shared(t)
+	o := srv.Options()
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{o.Addr}, ClusterSlots: func(context.Context) ([]redis.ClusterSlot, error) {
+		return []redis.ClusterSlot{{Start: 0, End: 16383, Nodes: []redis.ClusterNode{{Addr: o.Addr}}}}, nil
+	}})
+	defer rdb.Close()
+	rdb.AddHook(failSecond{})
+	g := &fakeGuard{}
+	s := remote.NewStore(rdb, remote.StoreConfig{Timeout: time.Second, Guard: g})
+	p := redistest.Prefix(t)
+	if _, err := s.MGet(context.Background(), []string{p + ":absent", p + ":other"}); err == nil {
+		t.Fatal("MGet hid the failure of its second GET")
+	}
+	if last := g.outcomes[len(g.outcomes)-1]; last == nil || errors.Is(last, redis.Nil) {
+		t.Fatalf("the guard heard %v for a failed pipeline", last)
+	}
+}

@@ -163,6 +163,16 @@ func (c *Cache[V]) decode(ctx context.Context, key string, data []byte) (V, bool
 	return zero, false
 }
 
+// callFailed classifies the failure of a call to Redis made with the
+// caller's context: the caller giving up is not Redis being unavailable.
+func (c *Cache[V]) callFailed(ctx context.Context, op, key string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("tiered: %s %s: %w", op, key, ctx.Err())
+	}
+	c.redisError(op, err)
+	return unavailable(op, key, err)
+}
+
 func (c *Cache[V]) redisError(op string, err error) {
 	if isBreakerRefusal(err) {
 		c.c.counters.breakerRejected.inc()
@@ -274,12 +284,8 @@ func (c *Cache[V]) getRemote(ctx context.Context, key string, h uint64, co call)
 	case errors.Is(err, remote.ErrMiss):
 		c.miss()
 		return zero, tierNone, ErrNotFound
-	case err != nil && ctx.Err() != nil:
-		// The caller gave up: not a Redis failure.
-		return zero, tierNone, fmt.Errorf("tiered: get %s: %w", key, ctx.Err())
 	case err != nil:
-		c.redisError("get", err)
-		return zero, tierNone, unavailable("get", key, err)
+		return zero, tierNone, c.callFailed(ctx, "get", key, err)
 	}
 	v, ok := c.decode(ctx, key, data)
 	if !ok {

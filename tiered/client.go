@@ -37,7 +37,8 @@ type Client struct {
 	breaker     *gobreaker.TwoStepCircuitBreaker[struct{}] // nil when disabled
 	breakerOpen atomic.Bool
 	pending     pendingInvalidations
-	replayKick  chan struct{}
+	replayKick  chan struct{} // a write failed: replay, at the backoff's pace
+	replayNow   chan struct{} // Redis is back: replay at once
 	replayDone  chan struct{}
 
 	// degraded is set while the subscription is down (or not yet up): the
@@ -78,49 +79,26 @@ func New(opts Options) (*Client, error) {
 			OnReject: c.counters.l1Rejected.inc,
 		})
 		if err != nil {
+			c.cancel()
 			return nil, fmt.Errorf("tiered: %w", err)
 		}
 	}
+	if o.Redis != nil {
+		if err := c.connect(o); err != nil {
+			c.cancel()
+			c.closeL1()
+			return nil, err
+		}
+	}
+	// Attached last: a scrape may read the Client from now on.
 	if c.metrics, err = newMetrics(c, o.Registerer); err != nil {
+		c.cancel()
 		c.closeL1()
 		return nil, err
 	}
 	if o.Redis == nil {
 		return c, nil
 	}
-	if _, ok := o.Redis.(*redis.Ring); ok {
-		c.closeL1()
-		c.metrics.unregister(c)
-		// A Ring shards pub/sub too: an invalidation published on the
-		// shard of its key never reaches subscribers of another shard.
-		return nil, errors.New("tiered: redis.Ring is not supported: invalidations would not reach every process; use a single node, Sentinel or Cluster")
-	}
-	c.breaker = newBreaker(c, o.Breaker)
-	var guard remote.Guard
-	if c.breaker != nil {
-		guard = c.breaker
-	}
-	c.store = remote.NewStore(o.Redis, remote.StoreConfig{Timeout: o.OpTimeout, Guard: guard})
-	c.leases, err = lock.New(o.Redis, lock.Config{TTL: o.LeaseTTL, Timeout: o.OpTimeout, Guard: guard})
-	if err != nil {
-		c.closeL1()
-		return nil, fmt.Errorf("tiered: %w", err)
-	}
-	c.bus, err = remote.NewBus(o.Redis, remote.BusConfig{
-		Channel:      o.Channel,
-		Origin:       o.InstanceID,
-		PingInterval: o.HealthCheckInterval,
-		Handler:      busHandler{c},
-	})
-	if err != nil {
-		c.closeL1()
-		return nil, fmt.Errorf("tiered: %w", err)
-	}
-	warnContextTimeout(o)
-	c.degraded.Store(true)
-	c.pending.max = o.MaxPendingInvalidations
-	c.replayKick = make(chan struct{}, 1)
-	c.replayDone = make(chan struct{})
 	go c.replayLoop()
 	c.bus.Start()
 	t := time.NewTimer(o.StartupWait)
@@ -135,6 +113,42 @@ func New(opts Options) (*Client, error) {
 		o.Logger.Warn("Failed to connect to Redis: " + reason + ". Caching disabled.")
 	}
 	return c, nil
+}
+
+// connect sets up, without starting anything, what the Client needs of
+// Redis: the breaker, the store, the leases and the bus.
+func (c *Client) connect(o Options) error {
+	if _, ok := o.Redis.(*redis.Ring); ok {
+		// A Ring shards pub/sub too: an invalidation published on the
+		// shard of its key never reaches subscribers of another shard.
+		return errors.New("tiered: redis.Ring is not supported: invalidations would not reach every process; use a single node, Sentinel or Cluster")
+	}
+	c.breaker = newBreaker(c, o.Breaker)
+	var guard remote.Guard
+	if c.breaker != nil {
+		guard = c.breaker
+	}
+	c.store = remote.NewStore(o.Redis, remote.StoreConfig{Timeout: o.OpTimeout, Guard: guard})
+	var err error
+	if c.leases, err = lock.New(o.Redis, lock.Config{TTL: o.LeaseTTL, Timeout: o.OpTimeout, Guard: guard}); err != nil {
+		return fmt.Errorf("tiered: %w", err)
+	}
+	c.bus, err = remote.NewBus(o.Redis, remote.BusConfig{
+		Channel:      o.Channel,
+		Origin:       o.InstanceID,
+		PingInterval: o.HealthCheckInterval,
+		Handler:      busHandler{c},
+	})
+	if err != nil {
+		return fmt.Errorf("tiered: %w", err)
+	}
+	warnContextTimeout(o)
+	c.degraded.Store(true)
+	c.pending.max = o.MaxPendingInvalidations
+	c.replayKick = make(chan struct{}, 1)
+	c.replayNow = make(chan struct{}, 1)
+	c.replayDone = make(chan struct{})
+	return nil
 }
 
 // warnContextTimeout logs when the Redis client ignores context deadlines

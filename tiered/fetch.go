@@ -308,8 +308,11 @@ func (c *Cache[V]) replaceLocal(h uint64, key string, v V, size int, co call, be
 	}
 }
 
+// release frees a lease whatever became of the context of the load that
+// held it (cancelled by Close, or out of time): a lease left behind would
+// hold every process's loads of the key for LeaseTTL.
 func (c *Cache[V]) release(ctx context.Context, lease *lock.Lease) {
-	if err := lease.Release(ctx); err != nil {
+	if err := lease.Release(context.WithoutCancel(ctx)); err != nil {
 		c.redisError("release", err)
 	}
 }

@@ -26,7 +26,10 @@ func (h busHandler) Up(gap bool) {
 	if c.degraded.Swap(false) && c.lastDown.Load() != nil {
 		c.opts.Logger.Info("tiered: Redis subscription restored; caching enabled", "gap", gap)
 	}
-	c.kickReplay()
+	select {
+	case c.replayNow <- struct{}{}:
+	default:
+	}
 }
 
 func (h busHandler) Down(err error) {
@@ -59,6 +62,11 @@ func (h busHandler) Message(m remote.Message) {
 		return
 	}
 	if m.Origin == c.opts.InstanceID {
+		// Applied here when it was written; wake this process's waiters,
+		// whose next read will see the write.
+		for _, k := range m.Keys {
+			c.wake.wake(c.hashString(k))
+		}
 		return
 	}
 	c.counters.received.inc()
@@ -101,9 +109,11 @@ func (c *Client) kickReplay() {
 	}
 }
 
-// replayLoop replays deferred invalidations whenever it is kicked (a
-// failed write, the subscription coming back), retrying with backoff while
-// Redis still fails. It ends when the Client closes.
+// replayLoop replays deferred invalidations when a write fails and when
+// the subscription comes back, retrying with backoff while Redis still
+// fails. While it backs off only Redis coming back hurries it: failing
+// writes do not, or a stream of them would hammer a struggling Redis. It
+// ends when the Client closes.
 func (c *Client) replayLoop() {
 	defer close(c.replayDone)
 	const minDelay, maxDelay = 100 * time.Millisecond, 5 * time.Second
@@ -112,6 +122,7 @@ func (c *Client) replayLoop() {
 		case <-c.ctx.Done():
 			return
 		case <-c.replayKick:
+		case <-c.replayNow:
 		}
 		delay := minDelay
 		for !c.replay() {
@@ -120,7 +131,7 @@ func (c *Client) replayLoop() {
 			case <-c.ctx.Done():
 				t.Stop()
 				return
-			case <-c.replayKick:
+			case <-c.replayNow:
 			case <-t.C:
 			}
 			t.Stop()
@@ -129,10 +140,11 @@ func (c *Client) replayLoop() {
 	}
 }
 
-// replay deletes and invalidates the pending keys, a batch per round trip.
-// It reports whether none is left.
+// replay deletes and invalidates the pending keys, a batch per round trip,
+// as many batches as there were keys when it began (keys that fail again
+// meanwhile wait for the next round). It reports whether none is left.
 func (c *Client) replay() bool {
-	for {
+	for rounds := c.pending.len()/warmBatch + 1; rounds > 0; rounds-- {
 		batch, seqs := c.pending.peek(warmBatch)
 		if len(batch) == 0 {
 			return true
@@ -163,6 +175,7 @@ func (c *Client) replay() bool {
 		c.counters.published.inc()
 		c.opts.Logger.Info("tiered: replayed invalidations deferred while Redis was unavailable", "keys", len(batch))
 	}
+	return c.pending.len() == 0
 }
 
 // pendingInvalidations is the bounded set of keys waiting for replay. A

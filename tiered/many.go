@@ -70,6 +70,9 @@ func (c *Cache[V]) FetchMany(ctx context.Context, ids []string, loadMissing func
 	}
 	if !co.refresh {
 		if pending, err = c.readMany(ctx, pending, out, co); err != nil {
+			if ctx.Err() != nil {
+				return out, fmt.Errorf("tiered: fetch many: %w", ctx.Err())
+			}
 			c.redisError("mget", err)
 			return out, c.loadManyLocal(ctx, pending, loadMissing, out, co, true)
 		}
@@ -137,6 +140,9 @@ func (c *Cache[V]) loadManyLeased(ctx context.Context, pending []manyItem, load 
 	}
 	leases, err := c.c.leases.AcquireMany(ctx, keyList)
 	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("tiered: fetch many: %w", ctx.Err())
+		}
 		c.redisError("lease", err)
 		return c.loadManyLocal(ctx, pending, load, out, co, true)
 	}
@@ -203,16 +209,29 @@ func (c *Cache[V]) loadManyLeased(ctx context.Context, pending []manyItem, load 
 		}
 		return nil
 	}
+	var replaced []int // indexes into filled, for a refresh
 	for j, i := range filled {
 		it := pending[i]
 		switch {
 		case !stored[j]:
 			c.counters.leaseLost.inc()
 		case co.refresh:
-			c.replaceLocal(it.h, it.key, out[it.id], len(fills[j].Value), co, before[j])
+			replaced = append(replaced, j)
 		default:
 			c.install(it.h, it.key, out[it.id], len(fills[j].Value), co.l1ttl, false, it.s)
 		}
+	}
+	if len(replaced) > 0 {
+		hs := make([]uint64, len(replaced))
+		bs := make([]local.Stamp, len(replaced))
+		for k, j := range replaced {
+			hs[k], bs[k] = pending[filled[j]].h, before[j]
+		}
+		c.replaceLocalMany(hs, bs, func(k int, after local.Stamp) {
+			j := replaced[k]
+			it := pending[filled[j]]
+			c.install(it.h, it.key, out[it.id], len(fills[j].Value), co.l1ttl, false, after)
+		})
 	}
 	return nil
 }
@@ -232,7 +251,8 @@ func (c *Cache[V]) releaseMany(ctx context.Context, leases []*lock.Lease) {
 			held = append(held, le)
 		}
 	}
-	if err := c.c.leases.ReleaseMany(ctx, held); err != nil {
+	// Whatever became of the caller's context: see Cache.release.
+	if err := c.c.leases.ReleaseMany(context.WithoutCancel(ctx), held); err != nil {
 		c.redisError("release", err)
 	}
 }

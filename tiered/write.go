@@ -3,7 +3,6 @@ package tiered
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/tieredcache/tieredcache/local"
@@ -59,9 +58,9 @@ func (c *Cache[V]) set(ctx context.Context, id string, v V, opts []CallOption) e
 		l1.Invalidate(h)
 	}
 	if err != nil {
-		c.redisError("set", err)
+		// Applied or not, the write may have left stale copies around.
 		c.c.deferInvalidation(key)
-		return unavailable("set", key, err)
+		return c.callFailed(ctx, "set", key, err)
 	}
 	c.c.counters.published.inc()
 	// Keep the new value locally unless another write to this key's stripe
@@ -117,16 +116,19 @@ func (c *Cache[V]) del(ctx context.Context, id string, opts []CallOption) error 
 		c.c.l1.Invalidate(h)
 	}
 	if err != nil {
-		c.redisError("delete", err)
 		c.c.deferInvalidation(key)
-		return unavailable("delete", key, err)
+		return c.callFailed(ctx, "delete", key, err)
 	}
 	c.c.counters.published.inc()
 	return nil
 }
 
-// warmBatch is how many values Warm writes per round trip and message.
-const warmBatch = 1000
+// warmBatch and warmBatchBytes bound the values Warm writes per round
+// trip: a thousand, and 4 MiB.
+const (
+	warmBatch      = 1000
+	warmBatchBytes = 4 << 20
+)
 
 // Warm stores many values at once (the template's cache warming), in
 // pipelined round trips of up to a thousand values, each followed by one
@@ -154,10 +156,18 @@ func (c *Cache[V]) Warm(ctx context.Context, values map[string]V, opts ...CallOp
 		}
 		items = append(items, warmItem[V]{key: key, h: c.c.hash(kb), v: v, data: data})
 	}
-	for batch := range slices.Chunk(items, warmBatch) {
-		if err := c.warmBatch(ctx, batch, co); err != nil {
+	// Batches of at most warmBatch values and warmBatchBytes bytes, so each
+	// round trip fits comfortably in one OpTimeout.
+	for start := 0; start < len(items); {
+		end, size := start, 0
+		for end < len(items) && end-start < warmBatch && (end == start || size+len(items[end].data) <= warmBatchBytes) {
+			size += len(items[end].data)
+			end++
+		}
+		if err := c.warmBatch(ctx, items[start:end], co); err != nil {
 			return err
 		}
+		start = end
 	}
 	return nil
 }
@@ -195,27 +205,41 @@ func (c *Cache[V]) warmBatch(ctx context.Context, batch []warmItem[V], co call) 
 					l1.Invalidate(it.h)
 				}
 			}
-			c.redisError("set", err)
 			c.c.deferInvalidation(keyList...)
-			return unavailable("warm", fmt.Sprintf("(%d keys)", len(batch)), err)
+			return c.callFailed(ctx, "set", fmt.Sprintf("(warm, %d keys)", len(batch)), err)
 		}
 		c.c.counters.published.inc()
 	}
 	if l1 == nil || c.cfg.noL1 {
 		return nil
 	}
-	// Invalidate every key first; then a key's stripe must have moved by
-	// exactly the number of this batch's keys in it, or another write came
-	// in meanwhile and the key is left for the next read.
-	perStripe := make(map[int]uint64, len(batch))
-	for _, it := range batch {
-		l1.Invalidate(it.h)
-		perStripe[local.StripeOf(it.h)]++
-	}
+	hs := make([]uint64, len(batch))
 	for i, it := range batch {
-		if after := l1.Stamp(it.h); after.FollowsN(before[i], perStripe[local.StripeOf(it.h)]) {
-			c.install(it.h, it.key, it.v, len(it.data), co.l1ttl, false, after)
+		hs[i] = it.h
+	}
+	c.replaceLocalMany(hs, before, func(i int, after local.Stamp) {
+		c.install(batch[i].h, batch[i].key, batch[i].v, len(batch[i].data), co.l1ttl, false, after)
+	})
+	return nil
+}
+
+// replaceLocalMany is replaceLocal for keys written together: it
+// invalidates every key first; then a key's stripe must have moved by
+// exactly the number of these keys in it, or another write came in
+// meanwhile and install is not called for it: the next read goes to Redis.
+func (c *Cache[V]) replaceLocalMany(hs []uint64, before []local.Stamp, install func(i int, after local.Stamp)) {
+	l1 := c.c.l1
+	if l1 == nil || c.cfg.noL1 {
+		return
+	}
+	perStripe := make(map[int]uint64, len(hs))
+	for _, h := range hs {
+		l1.Invalidate(h)
+		perStripe[local.StripeOf(h)]++
+	}
+	for i, h := range hs {
+		if after := l1.Stamp(h); after.FollowsN(before[i], perStripe[local.StripeOf(h)]) {
+			install(i, after)
 		}
 	}
-	return nil
 }

@@ -109,10 +109,10 @@ func findShared() (*Server, error) {
 	return s, nil
 }
 
-// Private starts a redis-server for this test alone, which the test may
-// stop and restart. Without redis-server on PATH the test is skipped, or
+// Private starts a redis-server for this test alone, with args added to
+// its command line, which the test may stop and restart. Without redis-server on PATH the test is skipped, or
 // fails in CI.
-func Private(t testing.TB) *Server {
+func Private(t testing.TB, args ...string) *Server {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if InCI() {
@@ -120,7 +120,7 @@ func Private(t testing.TB) *Server {
 		}
 		t.Skip("redistest: SKIPPED: this test stops and restarts Redis and needs redis-server on PATH")
 	}
-	s, err := startServer()
+	s, err := startServer(args...)
 	if err != nil {
 		t.Fatalf("redistest: %v", err)
 	}
@@ -128,12 +128,12 @@ func Private(t testing.TB) *Server {
 	return s
 }
 
-func startServer() (*Server, error) {
+func startServer(args ...string) (*Server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Kind: RedisServer, port: port}
+	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Kind: RedisServer, port: port, extra: args}
 	if err := s.Start(); err != nil {
 		return nil, err
 	}
