@@ -30,6 +30,10 @@ type Config struct {
 	// ten per entry the budget holds is ideal. Default: MaxBytes/64.
 	Counters int64
 
+	// Seed keys the lookup hash (Hash, HashString). Default: a new one.
+	// Sharing it lets a caller hash keys the same way without the cache.
+	Seed maphash.Seed
+
 	// OnEvict, if set, is called when the policy evicts an entry to make
 	// room. OnReject, if set, is called when the policy refuses a new entry.
 	// Both run on ristretto's goroutine and must be quick.
@@ -125,7 +129,11 @@ func New[V any](cfg Config) (*Cache[V], error) {
 		IgnoreInternalCost: true,
 		KeyToHash:          func(k uint64) (uint64, uint64) { return k, 0 },
 	}
-	c := &Cache[V]{seed: maphash.MakeSeed(), start: time.Now(), stopClock: make(chan struct{}), clockDone: make(chan struct{})}
+	seed := cfg.Seed
+	if seed == (maphash.Seed{}) {
+		seed = maphash.MakeSeed()
+	}
+	c := &Cache[V]{seed: seed, start: time.Now(), stopClock: make(chan struct{}), clockDone: make(chan struct{})}
 	// ristretto's Close clears the cache through OnEvict; those are not
 	// evictions, so the callbacks stop counting once Close begins.
 	if f := cfg.OnEvict; f != nil {
@@ -241,11 +249,7 @@ func (c *Cache[V]) Invalidate(h uint64) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.gen.Add(1)
-	if c.closed.Load() {
-		return
-	}
-	defer closeRace()
-	c.rc.Del(h)
+	c.Drop(h)
 }
 
 // Drop removes the key whose hash is h without moving its stripe's
@@ -291,10 +295,6 @@ func (c *Cache[V]) Dropped() uint64 { return c.dropped.Load() }
 
 // Cost returns the bytes currently accounted to entries.
 func (c *Cache[V]) Cost() int64 { return c.rc.MaxCost() - c.rc.RemainingCost() }
-
-// EntryBudget returns the bytes entries may take: MaxBytes less what
-// ristretto's own structures need.
-func (c *Cache[V]) EntryBudget() int64 { return c.rc.MaxCost() }
 
 // Close releases the cache's goroutines; lookups afterwards miss and
 // installs are refused. Callers should stop using the cache first: ristretto

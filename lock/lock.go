@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tieredcache/tieredcache/internal/guard"
+	"github.com/tieredcache/tieredcache/internal/pipe"
 )
 
 // ErrHeld is returned by Acquire when another caller holds the lease.
@@ -66,10 +67,10 @@ type Config struct {
 
 // Leaser obtains leases. It is safe for concurrent use.
 type Leaser struct {
-	rdb    Client
-	locks  *redislock.Client
-	cfg    Config
-	single bool // one node: a pipeline runs in order
+	rdb     Client
+	locks   *redislock.Client
+	cfg     Config
+	ordered bool // one node: a pipeline runs in order
 }
 
 // New returns a Leaser.
@@ -77,12 +78,8 @@ func New(rdb Client, cfg Config) (*Leaser, error) {
 	if cfg.TTL <= 0 {
 		return nil, errors.New("lock: lease TTL must be positive")
 	}
-	_, single := rdb.(*redis.Client)
-	return &Leaser{rdb: rdb, locks: redislock.New(rdb), cfg: cfg, single: single}, nil
+	return &Leaser{rdb: rdb, locks: redislock.New(rdb), cfg: cfg, ordered: pipe.Ordered(rdb)}, nil
 }
-
-// TTL returns the lease lifetime.
-func (l *Leaser) TTL() time.Duration { return l.cfg.TTL }
 
 func (l *Leaser) call(ctx context.Context, f func(ctx context.Context) error) error {
 	return guard.Run(ctx, l.cfg.Guard, l.cfg.Timeout, f)
@@ -136,22 +133,14 @@ func (l *Leaser) AcquireMany(ctx context.Context, valueKeys []string) ([]*Lease,
 		for i, le := range leases {
 			cmds[i] = pl.SetNX(ctx, le.key, le.token, l.cfg.TTL)
 		}
-		if _, err := pl.Exec(ctx); err != nil {
-			// A SET NX that finds the key answers false, not an error:
-			// any error here is a failure.
-			for _, c := range cmds {
-				if c.Err() != nil {
-					return c.Err()
-				}
-			}
-			return err
-		}
-		return nil
+		_, err := pl.Exec(ctx)
+		// A SET NX that finds the key answers false, not an error.
+		return pipe.Err(err, cmds...)
 	})
 	if err != nil {
 		// Some SETs may have run: free whatever carries our tokens. Not
 		// through the guard: this is cleanup after the failure it heard.
-		l.releaseUnguarded(context.WithoutCancel(ctx), leases)
+		_ = l.release(context.WithoutCancel(ctx), nil, leases)
 		return nil, fmt.Errorf("lock: obtain %d leases: %w", len(valueKeys), err)
 	}
 	for i, c := range cmds {
@@ -258,31 +247,12 @@ func (l *Leaser) FillMany(ctx context.Context, fills []Fill, channel string, msg
 	err := l.call(ctx, func(ctx context.Context) error {
 		// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and
 		// Redis compiles a script once whichever way it arrives.
-		pl := l.rdb.Pipeline()
-		for i, f := range fills {
-			cmds[i] = fillScript.Eval(ctx, pl, []string{f.Lease.key, f.Lease.valueKey},
-				f.Lease.token, f.Value, pxArg(f.TTL), "", "")
-		}
-		publish := func(pl redis.Pipeliner) {
-			if channel != "" {
-				for _, m := range msgs {
-					pl.Publish(ctx, channel, m)
-				}
+		return pipe.WriteThenPublish(ctx, l.rdb, l.ordered, func(p redis.Pipeliner) {
+			for i, f := range fills {
+				cmds[i] = fillScript.Eval(ctx, p, []string{f.Lease.key, f.Lease.valueKey},
+					f.Lease.token, f.Value, pxArg(f.TTL), "", "")
 			}
-		}
-		if l.single {
-			publish(pl)
-		}
-		if _, err := pl.Exec(ctx); err != nil {
-			return err
-		}
-		if !l.single && channel != "" && len(msgs) > 0 {
-			pl := l.rdb.Pipeline()
-			publish(pl)
-			_, err := pl.Exec(ctx)
-			return err
-		}
-		return nil
+		}, channel, msgs)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("lock: fill %d keys: %w", len(fills), err)
@@ -295,27 +265,21 @@ func (l *Leaser) FillMany(ctx context.Context, fills []Fill, channel string, msg
 	return out, nil
 }
 
-// releaseUnguarded is ReleaseMany without the guard, bounded by the
-// timeout, best effort.
-func (l *Leaser) releaseUnguarded(ctx context.Context, leases []*Lease) {
-	if l.cfg.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, l.cfg.Timeout)
-		defer cancel()
-	}
-	pl := l.rdb.Pipeline()
-	for _, le := range leases {
-		releaseScript.Eval(ctx, pl, []string{le.key}, le.token)
-	}
-	_, _ = pl.Exec(ctx)
-}
-
 // ReleaseMany releases leases in one pipelined round trip.
 func (l *Leaser) ReleaseMany(ctx context.Context, leases []*Lease) error {
 	if len(leases) == 0 {
 		return nil
 	}
-	err := l.call(ctx, func(ctx context.Context) error {
+	if err := l.release(ctx, l.cfg.Guard, leases); err != nil {
+		return fmt.Errorf("lock: release %d leases: %w", len(leases), err)
+	}
+	return nil
+}
+
+// release frees leases under g (none: unguarded, for cleanup after a
+// failure the guard already heard of) and the timeout.
+func (l *Leaser) release(ctx context.Context, g Guard, leases []*Lease) error {
+	return guard.Run(ctx, g, l.cfg.Timeout, func(ctx context.Context) error {
 		pl := l.rdb.Pipeline()
 		for _, le := range leases {
 			releaseScript.Eval(ctx, pl, []string{le.key}, le.token)
@@ -323,10 +287,6 @@ func (l *Leaser) ReleaseMany(ctx context.Context, leases []*Lease) error {
 		_, err := pl.Exec(ctx)
 		return err
 	})
-	if err != nil {
-		return fmt.Errorf("lock: release %d leases: %w", len(leases), err)
-	}
-	return nil
 }
 
 // pxArg renders ttl in milliseconds for the script; "0" means no expiry.

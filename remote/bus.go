@@ -108,12 +108,6 @@ func (b *Bus) Ready() <-chan struct{} { return b.ready }
 // Up reports whether the subscription is currently confirmed.
 func (b *Bus) Up() bool { return b.up.Load() }
 
-// Channel returns the bus channel.
-func (b *Bus) Channel() string { return b.cfg.Channel }
-
-// Origin returns this process's origin id.
-func (b *Bus) Origin() string { return b.cfg.Origin }
-
 // Encode returns the wire form of a message of kind about keys from this
 // process.
 func (b *Bus) Encode(kind string, keys ...string) ([]byte, error) {

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tieredcache/tieredcache/internal/guard"
+	"github.com/tieredcache/tieredcache/internal/pipe"
 )
 
 // ErrMiss is returned when a key holds no value.
@@ -51,15 +52,14 @@ type StoreConfig struct {
 
 // Store reads and writes values in Redis.
 type Store struct {
-	rdb    Client
-	cfg    StoreConfig
-	single bool
+	rdb     Client
+	cfg     StoreConfig
+	ordered bool // a single node: MGET works, pipelines run in order
 }
 
 // NewStore returns a Store over rdb.
 func NewStore(rdb Client, cfg StoreConfig) *Store {
-	_, single := rdb.(*redis.Client)
-	return &Store{rdb: rdb, cfg: cfg, single: single}
+	return &Store{rdb: rdb, cfg: cfg, ordered: pipe.Ordered(rdb)}
 }
 
 // call runs f under the guard and the timeout.
@@ -96,7 +96,7 @@ func (s *Store) GetWithLease(ctx context.Context, key, lease string) ([]byte, bo
 			exists = p.Exists(ctx, lease)
 			return nil
 		})
-		return pipelineErr[redis.Cmder](err, get, exists)
+		return pipe.Err[redis.Cmder](err, get, exists)
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, false, fmt.Errorf("remote: GET %s: %w", key, err)
@@ -112,24 +112,6 @@ func (s *Store) GetWithLease(ctx context.Context, key, lease string) ([]byte, bo
 	return b, n > 0, nil
 }
 
-// pipelineErr is the error of a pipeline whose misses are answers: go-redis
-// returns the first command's error, which hides a failure behind an
-// earlier redis.Nil.
-func pipelineErr[C redis.Cmder](err error, cmds ...C) error {
-	if err == nil {
-		return nil
-	}
-	for _, c := range cmds {
-		if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) {
-			return e
-		}
-	}
-	if errors.Is(err, redis.Nil) {
-		return nil
-	}
-	return err
-}
-
 // MGet returns the values of keys in order, nil where a key holds none, in
 // one round trip: MGET on a single node, pipelined GETs where keys may live
 // on different nodes (Cluster, Ring), so keys in different hash slots never
@@ -139,7 +121,7 @@ func (s *Store) MGet(ctx context.Context, keys []string) ([][]byte, error) {
 		return nil, nil
 	}
 	out := make([][]byte, len(keys))
-	if s.single {
+	if s.ordered {
 		var vals []any
 		err := s.call(ctx, func(ctx context.Context) error {
 			var err error
@@ -164,7 +146,7 @@ func (s *Store) MGet(ctx context.Context, keys []string) ([][]byte, error) {
 			}
 			return nil
 		})
-		return pipelineErr(err, cmds...)
+		return pipe.Err(err, cmds...)
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("remote: GET pipeline (%d keys): %w", len(keys), err)
@@ -259,51 +241,11 @@ func (s *Store) SetMany(ctx context.Context, entries []Entry, channel string, ms
 	return nil
 }
 
-// writeThenPublish pipelines writes, then msgs: in the same round trip on a
-// single node, where a pipeline runs in order; in a second one where the
-// writes may go to several nodes at once.
+// writeThenPublish runs pipe.WriteThenPublish under the guard and timeout.
 func (s *Store) writeThenPublish(ctx context.Context, writes func(context.Context, redis.Pipeliner), channel string, msgs [][]byte) error {
-	err := s.call(ctx, func(ctx context.Context) error {
-		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			writes(ctx, p)
-			if s.single {
-				s.publishIn(ctx, p, channel, msgs)
-			}
-			return nil
-		})
-		return err
+	return s.call(ctx, func(ctx context.Context) error {
+		return pipe.WriteThenPublish(ctx, s.rdb, s.ordered, func(p redis.Pipeliner) { writes(ctx, p) }, channel, msgs)
 	})
-	if err == nil && !s.single {
-		err = s.PublishAll(ctx, channel, msgs)
-	}
-	return err
-}
-
-func (s *Store) publishIn(ctx context.Context, p redis.Pipeliner, channel string, msgs [][]byte) {
-	if channel == "" {
-		return
-	}
-	for _, m := range msgs {
-		p.Publish(ctx, channel, m)
-	}
-}
-
-// PublishAll sends msgs on channel in one pipelined round trip.
-func (s *Store) PublishAll(ctx context.Context, channel string, msgs [][]byte) error {
-	if channel == "" || len(msgs) == 0 {
-		return nil
-	}
-	err := s.call(ctx, func(ctx context.Context) error {
-		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			s.publishIn(ctx, p, channel, msgs)
-			return nil
-		})
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("remote: PUBLISH %s: %w", channel, err)
-	}
-	return nil
 }
 
 // DeleteMany removes each key with its lease (leases[i] guards keys[i]),
@@ -333,24 +275,6 @@ func (s *Store) Unlink(ctx context.Context, key string) error {
 	err := s.call(ctx, func(ctx context.Context) error { return s.rdb.Unlink(ctx, key).Err() })
 	if err != nil {
 		return fmt.Errorf("remote: UNLINK %s: %w", key, err)
-	}
-	return nil
-}
-
-// Publish sends msg on channel.
-func (s *Store) Publish(ctx context.Context, channel string, msg []byte) error {
-	err := s.call(ctx, func(ctx context.Context) error { return s.rdb.Publish(ctx, channel, msg).Err() })
-	if err != nil {
-		return fmt.Errorf("remote: PUBLISH %s: %w", channel, err)
-	}
-	return nil
-}
-
-// Ping checks that Redis answers.
-func (s *Store) Ping(ctx context.Context) error {
-	err := s.call(ctx, func(ctx context.Context) error { return s.rdb.Ping(ctx).Err() })
-	if err != nil {
-		return fmt.Errorf("remote: PING: %w", err)
 	}
 	return nil
 }

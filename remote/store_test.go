@@ -147,8 +147,8 @@ func TestDownIsNotMiss(t *testing.T) {
 	if err == nil || errors.Is(err, remote.ErrMiss) {
 		t.Fatalf("Get on a dead server = %v; want an error that is not ErrMiss", err)
 	}
-	if err := s.Ping(context.Background()); err == nil {
-		t.Fatal("Ping on a dead server succeeded")
+	if err := s.Set(context.Background(), remote.Entry{Key: "k", Lease: "{k}:lease", Value: []byte("1")}, "", nil); err == nil {
+		t.Fatal("Set on a dead server succeeded")
 	}
 }
 

@@ -44,7 +44,6 @@ func newBreaker(c *Client, o BreakerOptions) *gobreaker.TwoStepCircuitBreaker[st
 		IsSuccessful: func(err error) bool { return !isOutage(err) },
 		IsExcluded:   func(err error) bool { return errors.Is(err, context.Canceled) },
 		OnStateChange: func(_ string, from, to gobreaker.State) {
-			c.breakerOpen.Store(to == gobreaker.StateOpen)
 			if to == gobreaker.StateOpen {
 				c.counters.breakerOpened.inc()
 				c.opts.Logger.Warn("tiered: Redis circuit breaker open; serving from loaders",

@@ -71,16 +71,8 @@ func (c *Cache[V]) stats() CacheStats { return c.counters.snapshot(c.resource) }
 
 // Key returns the Redis key of id under the call's options.
 func (c *Cache[V]) Key(ctx context.Context, id string, opts ...CallOption) (string, error) {
-	co, err := c.resolve(opts)
-	if err != nil {
-		return "", err
-	}
-	var buf [keyBufSize]byte
-	k, err := c.appendKey(buf[:0], ctx, id, co)
-	if err != nil {
-		return "", err
-	}
-	return string(k), nil
+	key, _, _, err := c.keyOf(ctx, id, opts)
+	return key, err
 }
 
 func (c *Cache[V]) appendKey(dst []byte, ctx context.Context, id string, co call) ([]byte, error) {
@@ -238,23 +230,29 @@ func (c *Cache[V]) lookup(buf []byte, ctx context.Context, id string) (key []byt
 	return key, h, nil, nil
 }
 
-// lookupWith is lookup for a call with options; a refresh skips the
-// in-process tier.
+// lookupWith is lookup for a call with options.
 func (c *Cache[V]) lookupWith(buf []byte, ctx context.Context, id string, opts []CallOption) (key []byte, h uint64, co call, hit *V, err error) {
 	if co, err = c.resolve(opts); err != nil {
 		return nil, 0, co, nil, err
 	}
+	key, h, hit, err = c.lookupResolved(buf, ctx, id, co)
+	return key, h, co, hit, err
+}
+
+// lookupResolved is lookup under resolved options; a refresh skips the
+// in-process tier.
+func (c *Cache[V]) lookupResolved(buf []byte, ctx context.Context, id string, co call) (key []byte, h uint64, hit *V, err error) {
 	if key, err = c.appendKey(buf, ctx, id, co); err != nil {
-		return nil, 0, co, nil, err
+		return nil, 0, nil, err
 	}
 	h = c.c.hash(key)
 	if !co.refresh {
 		if p, ok := c.l1Get(h, key); ok {
 			c.counters.hitsL1.inc()
-			return key, h, co, p, nil
+			return key, h, p, nil
 		}
 	}
-	return key, h, co, nil, nil
+	return key, h, nil, nil
 }
 
 // keyOf resolves a write's options and builds its key.
@@ -273,7 +271,7 @@ func (c *Cache[V]) keyOf(ctx context.Context, id string, opts []CallOption) (key
 func (c *Cache[V]) getRemote(ctx context.Context, key string, h uint64, co call) (V, tier, error) {
 	var zero V
 	if c.c.store == nil {
-		c.miss()
+		c.counters.misses.inc()
 		return zero, tierNone, ErrNotFound
 	}
 	s := c.stamp(h)
@@ -282,21 +280,17 @@ func (c *Cache[V]) getRemote(ctx context.Context, key string, h uint64, co call)
 	c.c.metrics.observe(opGet, start)
 	switch {
 	case errors.Is(err, remote.ErrMiss):
-		c.miss()
+		c.counters.misses.inc()
 		return zero, tierNone, ErrNotFound
 	case err != nil:
 		return zero, tierNone, c.callFailed(ctx, "get", key, err)
 	}
 	v, ok := c.decode(ctx, key, data)
 	if !ok {
-		c.miss()
+		c.counters.misses.inc()
 		return zero, tierNone, ErrNotFound
 	}
 	c.counters.hitsL2.inc()
 	c.install(h, key, v, len(data), co.l1ttl, false, s)
 	return v, tierL2, nil
-}
-
-func (c *Cache[V]) miss() {
-	c.counters.misses.inc()
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"os"
 	"sync"
@@ -34,12 +35,12 @@ type Client struct {
 	bus    *remote.Bus
 	wake   waiters
 
-	breaker     *gobreaker.TwoStepCircuitBreaker[struct{}] // nil when disabled
-	breakerOpen atomic.Bool
-	pending     pendingInvalidations
-	replayKick  chan struct{} // a write failed: replay, at the backoff's pace
-	replayNow   chan struct{} // Redis is back: replay at once
-	replayDone  chan struct{}
+	breaker    *gobreaker.TwoStepCircuitBreaker[struct{}] // nil when disabled
+	seed       maphash.Seed                               // of every key hash
+	pending    pendingInvalidations
+	replayKick chan struct{} // a write failed: replay, at the backoff's pace
+	replayNow  chan struct{} // Redis is back: replay at once
+	replayDone chan struct{}
 
 	// degraded is set while the subscription is down (or not yet up): the
 	// in-process tier then keeps values only DegradedTTL.
@@ -70,11 +71,12 @@ func New(opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{opts: o, keys: o.Keys, logs: opts.Logger != nil}
+	c := &Client{opts: o, keys: o.Keys, logs: opts.Logger != nil, seed: maphash.MakeSeed()}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if o.L1MaxBytes > 0 {
 		c.l1, err = local.New[any](local.Config{
 			MaxBytes: o.L1MaxBytes,
+			Seed:     c.seed,
 			OnEvict:  c.counters.l1Evicted.inc,
 			OnReject: c.counters.l1Rejected.inc,
 		})
@@ -193,12 +195,14 @@ func (c *Client) Keys() *keys.Builder { return c.keys }
 // invalidation subscription is confirmed and the circuit breaker is not
 // open.
 func (c *Client) RedisUp() bool {
-	if c.breaker != nil {
-		// State moves an open breaker whose cooldown has passed to
-		// half-open, which lets the next call test Redis.
-		c.breaker.State()
-	}
-	return c.bus != nil && !c.degraded.Load() && !c.breakerOpen.Load()
+	return c.bus != nil && !c.degraded.Load() && !c.breakerIsOpen()
+}
+
+// breakerIsOpen reports whether the breaker refuses calls. Asking moves an
+// open breaker whose cooldown has passed to half-open, which lets the next
+// call test Redis.
+func (c *Client) breakerIsOpen() bool {
+	return c.breaker != nil && c.breaker.State() == gobreaker.StateOpen
 }
 
 // Close stops the subscription and cancels loads under way, waits for
@@ -228,6 +232,13 @@ func (c *Client) Close() error {
 func (c *Client) l1Invalidate(h uint64) {
 	if c.l1 != nil {
 		c.l1.Invalidate(h)
+	}
+}
+
+// flushL1 makes every in-process copy read as a miss.
+func (c *Client) flushL1() {
+	if c.l1 != nil {
+		c.l1.Flush()
 	}
 }
 
@@ -286,7 +297,7 @@ func (c *Client) Stats() Stats {
 		L1Evicted:              c.counters.l1Evicted.load(),
 		L1Rejected:             c.counters.l1Rejected.load(),
 		RedisErrors:            c.counters.redisErrorTotal(),
-		BreakerOpen:            c.breakerOpen.Load(),
+		BreakerOpen:            c.breakerIsOpen(),
 		BreakerOpened:          c.counters.breakerOpened.load(),
 		BreakerRejections:      c.counters.breakerRejected.load(),
 		PendingInvalidations:   c.pending.len(),
@@ -305,26 +316,8 @@ func (c *Client) Stats() Stats {
 	return s
 }
 
-// hashString hashes a key for the in-process tier and the waiter stripes.
-func (c *Client) hashString(k string) uint64 {
-	if c.l1 != nil {
-		return c.l1.HashString(k)
-	}
-	return fnv64(k)
-}
+// hash hashes a key for the in-process tier (whose seed it shares) and the
+// waiter stripes.
+func (c *Client) hash(k []byte) uint64 { return maphash.Bytes(c.seed, k) }
 
-func (c *Client) hash(k []byte) uint64 {
-	if c.l1 != nil {
-		return c.l1.Hash(k)
-	}
-	return fnv64(string(k))
-}
-
-func fnv64(s string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= 1099511628211
-	}
-	return h
-}
+func (c *Client) hashString(k string) uint64 { return maphash.String(c.seed, k) }

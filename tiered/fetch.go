@@ -57,12 +57,14 @@ func (c *Cache[V]) Fetch(ctx context.Context, id string, load func(ctx context.C
 // each call is a Fetch of id with load(ctx, id) as the loader and opts as
 // the call options. Calls that hit do not allocate.
 func (c *Cache[V]) Wrap(load func(ctx context.Context, id string) (V, error), opts ...CallOption) func(ctx context.Context, id string) (V, error) {
-	opts = append([]CallOption(nil), opts...)
-	return func(ctx context.Context, id string) (V, error) {
-		if load == nil {
+	if load == nil {
+		return func(context.Context, string) (V, error) {
 			var zero V
 			return zero, errors.New("tiered: Wrap of a nil load function")
 		}
+	}
+	opts = append([]CallOption(nil), opts...)
+	return func(ctx context.Context, id string) (V, error) {
 		return c.fetch(ctx, id, loader[V]{byID: load, id: id}, opts)
 	}
 }
@@ -173,7 +175,7 @@ func (c *Cache[V]) flight(parent context.Context, key string, h uint64, ld loade
 			c.redisError("get", err)
 			return c.degradedLoad(ctx, key, h, ld, co, s)
 		}
-		c.miss()
+		c.counters.misses.inc()
 	}
 	return c.leasedLoad(ctx, key, h, ld, co, s)
 }
@@ -294,18 +296,12 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, key string, h uint64, lease 
 	return v, nil
 }
 
-// replaceLocal puts a value this process just wrote to Redis in place of
-// its copy, as Set does: unless another write to the key's stripe came in
-// since before was taken, in which case the next read goes to Redis.
+// replaceLocal puts a value this process just wrote in place of its copy:
+// replaceLocalMany for one key.
 func (c *Cache[V]) replaceLocal(h uint64, key string, v V, size int, co call, before local.Stamp) {
-	l1 := c.c.l1
-	if l1 == nil {
-		return
-	}
-	l1.Invalidate(h)
-	if after := l1.Stamp(h); after.Follows(before) {
+	c.replaceLocalMany([]uint64{h}, []local.Stamp{before}, func(_ int, after local.Stamp) {
 		c.install(h, key, v, size, co.l1ttl, false, after)
-	}
+	})
 }
 
 // release frees a lease whatever became of the context of the load that

@@ -17,9 +17,7 @@ func (h busHandler) Up(gap bool) {
 	// Anything cached while the subscription was away may have missed an
 	// invalidation. Flush before leaving degraded mode, so an install that
 	// raced the flush used the short TTL.
-	if c.l1 != nil {
-		c.l1.Flush()
-	}
+	c.flushL1()
 	if gap {
 		c.counters.flushGap.inc()
 	}
@@ -39,9 +37,7 @@ func (h busHandler) Down(err error) {
 		return // already down (or never up): nothing cached since the flush
 	}
 	c.opts.Logger.Warn("tiered: Redis subscription lost; serving loads with short-lived local caching", "error", err)
-	if c.l1 != nil {
-		c.l1.Flush()
-	}
+	c.flushL1()
 	c.counters.flushDown.inc()
 }
 
@@ -72,9 +68,7 @@ func (h busHandler) Message(m remote.Message) {
 	c.counters.received.inc()
 	for _, k := range m.Keys {
 		hash := c.hashString(k)
-		if c.l1 != nil {
-			c.l1.Invalidate(hash)
-		}
+		c.l1Invalidate(hash)
 		c.wake.wake(hash)
 	}
 }
@@ -165,10 +159,8 @@ func (c *Client) replay() bool {
 		}
 		// This process ignores its own message: drop its copies here, in
 		// case a read re-cached an old value while Redis was away.
-		if c.l1 != nil {
-			for _, k := range batch {
-				c.l1.Invalidate(c.l1.HashString(k))
-			}
+		for _, k := range batch {
+			c.l1Invalidate(c.hashString(k))
 		}
 		c.pending.done(batch, seqs)
 		c.counters.replayed.add(uint64(len(batch)))

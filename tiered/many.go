@@ -48,17 +48,13 @@ func (c *Cache[V]) FetchMany(ctx context.Context, ids []string, loadMissing func
 		}
 		seen[id] = struct{}{}
 		var buf [keyBufSize]byte
-		kb, err := c.appendKey(buf[:0], ctx, id, co)
-		if err != nil {
+		kb, h, hit, err := c.lookupResolved(buf[:0], ctx, id, co)
+		switch {
+		case err != nil:
 			return nil, err
-		}
-		h := c.c.hash(kb)
-		if !co.refresh {
-			if p, ok := c.l1Get(h, kb); ok {
-				c.counters.hitsL1.inc()
-				out[id] = *p
-				continue
-			}
+		case hit != nil:
+			out[id] = *hit
+			continue
 		}
 		pending = append(pending, manyItem{id: id, key: string(kb), h: h, s: c.stamp(h)})
 	}
@@ -76,9 +72,7 @@ func (c *Cache[V]) FetchMany(ctx context.Context, ids []string, loadMissing func
 			c.redisError("mget", err)
 			return out, c.loadManyLocal(ctx, pending, loadMissing, out, co, true)
 		}
-		for range pending {
-			c.miss()
-		}
+		c.counters.misses.add(uint64(len(pending)))
 		if len(pending) == 0 {
 			return out, nil
 		}
@@ -88,12 +82,8 @@ func (c *Cache[V]) FetchMany(ctx context.Context, ids []string, loadMissing func
 
 // readMany serves what it can of pending from Redis and returns the rest.
 func (c *Cache[V]) readMany(ctx context.Context, pending []manyItem, out map[string]V, co call) ([]manyItem, error) {
-	keyList := make([]string, len(pending))
-	for i, it := range pending {
-		keyList[i] = it.key
-	}
 	start := time.Now()
-	vals, err := c.c.store.MGet(ctx, keyList)
+	vals, err := c.c.store.MGet(ctx, keysOf(pending))
 	c.c.metrics.observe(opGet, start)
 	if err != nil {
 		return pending, err
@@ -134,11 +124,7 @@ func (c *Cache[V]) loadManyLocal(ctx context.Context, pending []manyItem, load f
 // loadManyLeased takes the leases of pending, loads them all, and caches
 // those whose lease held.
 func (c *Cache[V]) loadManyLeased(ctx context.Context, pending []manyItem, load func(context.Context, []string) (map[string]V, error), out map[string]V, co call) error {
-	keyList := make([]string, len(pending))
-	for i, it := range pending {
-		keyList[i] = it.key
-	}
-	leases, err := c.c.leases.AcquireMany(ctx, keyList)
+	leases, err := c.c.leases.AcquireMany(ctx, keysOf(pending))
 	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("tiered: fetch many: %w", ctx.Err())
@@ -234,6 +220,14 @@ func (c *Cache[V]) loadManyLeased(ctx context.Context, pending []manyItem, load 
 		})
 	}
 	return nil
+}
+
+func keysOf(items []manyItem) []string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = it.key
+	}
+	return out
 }
 
 func leasesOf(fills []lock.Fill) []*lock.Lease {

@@ -212,7 +212,7 @@ func (col *collector) Collect(ch chan<- prometheus.Metric) {
 		if c.bus != nil && !c.RedisUp() {
 			up = 0
 		}
-		if c.breakerOpen.Load() {
+		if c.breakerIsOpen() {
 			open = 1
 		}
 	}

@@ -38,39 +38,27 @@ func (c *Cache[V]) set(ctx context.Context, id string, v V, opts []CallOption) e
 	if err != nil {
 		return err
 	}
-	l1 := c.c.l1
-	if c.c.store == nil {
-		if l1 != nil && !c.cfg.noL1 {
-			l1.Invalidate(h)
-			c.install(h, key, v, len(data), co.l1ttl, false, c.stamp(h))
-		}
-		return nil
-	}
 	before := c.stamp(h)
-	msg, err := c.c.bus.Encode(remote.KindInvalidate, key)
-	if err != nil {
-		return fmt.Errorf("tiered: set %s: %w", key, err)
+	if c.c.store != nil {
+		msg, err := c.c.bus.Encode(remote.KindInvalidate, key)
+		if err != nil {
+			return fmt.Errorf("tiered: set %s: %w", key, err)
+		}
+		start := time.Now()
+		err = c.c.store.Set(ctx, remote.Entry{Key: key, Lease: lock.Key(key), Value: data, TTL: co.ttl}, c.c.opts.Channel, msg)
+		c.c.metrics.observe(opSet, start)
+		if err != nil {
+			// Applied or not, the write may have left stale copies around.
+			c.c.l1Invalidate(h)
+			c.c.deferInvalidation(key)
+			return c.callFailed(ctx, "set", key, err)
+		}
+		c.c.counters.published.inc()
 	}
-	start := time.Now()
-	err = c.c.store.Set(ctx, remote.Entry{Key: key, Lease: lock.Key(key), Value: data, TTL: co.ttl}, c.c.opts.Channel, msg)
-	c.c.metrics.observe(opSet, start)
-	if l1 != nil {
-		l1.Invalidate(h)
-	}
-	if err != nil {
-		// Applied or not, the write may have left stale copies around.
-		c.c.deferInvalidation(key)
-		return c.callFailed(ctx, "set", key, err)
-	}
-	c.c.counters.published.inc()
 	// Keep the new value locally unless another write to this key's stripe
 	// came in while ours was in flight: then ours may not be the latest,
 	// and the next read goes to Redis.
-	if l1 != nil && !c.cfg.noL1 {
-		if after := l1.Stamp(h); after.Follows(before) {
-			c.install(h, key, v, len(data), co.l1ttl, false, after)
-		}
-	}
+	c.replaceLocal(h, key, v, len(data), co, before)
 	return nil
 }
 
@@ -97,9 +85,7 @@ func (c *Cache[V]) del(ctx context.Context, id string, opts []CallOption) error 
 	if err != nil {
 		return err
 	}
-	if c.c.l1 != nil {
-		c.c.l1.Invalidate(h)
-	}
+	c.c.l1Invalidate(h)
 	if c.c.store == nil {
 		return nil
 	}
@@ -110,11 +96,9 @@ func (c *Cache[V]) del(ctx context.Context, id string, opts []CallOption) error 
 	start := time.Now()
 	err = c.c.store.Delete(ctx, key, lock.Key(key), c.c.opts.Channel, msg)
 	c.c.metrics.observe(opDelete, start)
-	if c.c.l1 != nil {
-		// Again after the write: a load that read Redis before the delete
-		// and installs after the first invalidation must fail too.
-		c.c.l1.Invalidate(h)
-	}
+	// Again after the write: a load that read Redis before the delete and
+	// installs after the first invalidation must fail too.
+	c.c.l1Invalidate(h)
 	if err != nil {
 		c.c.deferInvalidation(key)
 		return c.callFailed(ctx, "delete", key, err)
@@ -180,7 +164,6 @@ type warmItem[V any] struct {
 }
 
 func (c *Cache[V]) warmBatch(ctx context.Context, batch []warmItem[V], co call) error {
-	l1 := c.c.l1
 	before := make([]local.Stamp, len(batch))
 	for i, it := range batch {
 		before[i] = c.stamp(it.h)
@@ -201,17 +184,12 @@ func (c *Cache[V]) warmBatch(ctx context.Context, batch []warmItem[V], co call) 
 		c.c.metrics.observe(opSet, start)
 		if err != nil {
 			for _, it := range batch {
-				if l1 != nil {
-					l1.Invalidate(it.h)
-				}
+				c.c.l1Invalidate(it.h)
 			}
 			c.c.deferInvalidation(keyList...)
 			return c.callFailed(ctx, "set", fmt.Sprintf("(warm, %d keys)", len(batch)), err)
 		}
 		c.c.counters.published.inc()
-	}
-	if l1 == nil || c.cfg.noL1 {
-		return nil
 	}
 	hs := make([]uint64, len(batch))
 	for i, it := range batch {
@@ -229,7 +207,7 @@ func (c *Cache[V]) warmBatch(ctx context.Context, batch []warmItem[V], co call) 
 // meanwhile and install is not called for it: the next read goes to Redis.
 func (c *Cache[V]) replaceLocalMany(hs []uint64, before []local.Stamp, install func(i int, after local.Stamp)) {
 	l1 := c.c.l1
-	if l1 == nil || c.cfg.noL1 {
+	if l1 == nil {
 		return
 	}
 	perStripe := make(map[int]uint64, len(hs))
