@@ -125,6 +125,29 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 	}
 }
 
+// fetchResult is what a Fetch returned.
+type fetchResult struct {
+	u   User
+	err error
+}
+
+// gatedFetch starts a Fetch of id on in whose loader holds until proceed
+// is closed, then returns loaded; it returns once the loader is running.
+func gatedFetch(in *instance, id string, loaded User) (proceed chan struct{}, done <-chan fetchResult) {
+	started, proceed := make(chan struct{}), make(chan struct{})
+	out := make(chan fetchResult, 1)
+	go func() {
+		u, err := in.users.Fetch(context.Background(), id, func(context.Context) (User, error) {
+			close(started)
+			<-proceed
+			return loaded, nil
+		})
+		out <- fetchResult{u, err}
+	}()
+	<-started
+	return proceed, out
+}
+
 // killPubSub kills the pub/sub connection of one instance, on whichever
 // node holds it: CLIENT KILL TYPE pubsub ID <id>.
 func killPubSub(t *testing.T, admin redis.UniversalClient, name string) {

@@ -138,21 +138,7 @@ func testDeleteDuringLoadCachesNothing(t *testing.T, topo topology) {
 	f := newFleet(t, topo, 3)
 	ctx := context.Background()
 	a, b, c := f.instances[0], f.instances[1], f.instances[2]
-	started, proceed := make(chan struct{}), make(chan struct{})
-	type result struct {
-		u   User
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		u, err := a.users.Fetch(ctx, "7", func(context.Context) (User, error) {
-			close(started)
-			<-proceed
-			return User{ID: "7", Email: "read-before-delete@example.com"}, nil
-		})
-		done <- result{u, err}
-	}()
-	<-started
+	proceed, done := gatedFetch(a, "7", User{ID: "7", Email: "read-before-delete@example.com"})
 	if err := b.users.Delete(ctx, "7"); err != nil {
 		t.Fatal(err)
 	}
@@ -182,23 +168,13 @@ func testSetDuringLoadWins(t *testing.T, topo topology) {
 	f := newFleet(t, topo, 2)
 	ctx := context.Background()
 	a, b := f.instances[0], f.instances[1]
-	started, proceed := make(chan struct{}), make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		_, err := a.users.Fetch(ctx, "8", func(context.Context) (User, error) {
-			close(started)
-			<-proceed
-			return User{ID: "8", Email: "stale@example.com"}, nil
-		})
-		done <- err
-	}()
-	<-started
+	proceed, done := gatedFetch(a, "8", User{ID: "8", Email: "stale@example.com"})
 	if err := b.users.Set(ctx, "8", User{ID: "8", Email: "written@example.com"}); err != nil {
 		t.Fatal(err)
 	}
 	close(proceed)
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	if r := <-done; r.err != nil {
+		t.Fatal(r.err)
 	}
 	for _, in := range f.instances {
 		eventually(t, 2*time.Second, in.name+" serves the write", func() bool {

@@ -175,15 +175,7 @@ func TestRefreshInvalidatesPeers(t *testing.T) {
 	}, tiered.Refresh()); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		if u, err := peer.users.Get(ctx, "1"); err == nil && u.Email == "fresh" {
-			return
-		} else if time.Now().After(deadline) {
-			t.Fatalf("peer still serves %+v, %v after a refresh elsewhere", u, err)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	awaitEmail(t, peer.users, ctx, "1", "fresh", "a refresh elsewhere")
 }
 
 func TestWithoutL1(t *testing.T) {
@@ -301,17 +293,7 @@ func TestWarm(t *testing.T) {
 	if ttl := e.rdb.PTTL(ctx, e.key(t, ctx, "1234")).Val(); ttl <= 0 || ttl > time.Minute {
 		t.Fatalf("PTTL = %v", ttl)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		u, err := peer.users.Get(ctx, "7")
-		if err == nil && u.Email == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("peer still serves %+v, %v after Warm", u, err)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	awaitEmail(t, peer.users, ctx, "7", "", "Warm")
 	if st := e.client.Stats(); st.InvalidationsPublished != 3 {
 		t.Fatalf("published %d invalidation messages, want 3", st.InvalidationsPublished)
 	}

@@ -3,6 +3,7 @@ package tiered_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -59,15 +60,15 @@ func TestRedisDownAtStartAndBack(t *testing.T) {
 		t.Fatalf("Fetch with Redis down = %+v, %v", u, err)
 	}
 	// Served in-process (within DegradedTTL) rather than loading again.
-	deadline := time.Now().Add(2 * time.Second)
-	for cacheStats(c, "user").HitsL1 == 0 {
+	eventually(t, 2*time.Second, func() error {
 		if _, err := users.Fetch(ctx, "1", load); err != nil {
 			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("degraded value never served from L1")
+		if cacheStats(c, "user").HitsL1 == 0 {
+			return errors.New("degraded value never served from L1")
 		}
-	}
+		return nil
+	})
 	if _, err := users.Get(ctx, "absent"); !errors.Is(err, tiered.ErrUnavailable) || errors.Is(err, tiered.ErrNotFound) {
 		t.Fatalf("Get with Redis down = %v; want ErrUnavailable, not ErrNotFound", err)
 	}
@@ -88,23 +89,22 @@ func TestRedisDownAtStartAndBack(t *testing.T) {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(10 * time.Second)
-	for !c.RedisUp() {
-		if time.Now().After(deadline) {
-			t.Fatal("Client did not resume after Redis started")
+	eventually(t, 10*time.Second, func() error {
+		if !c.RedisUp() {
+			return errors.New("Client did not resume after Redis started")
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if !logs.Contains("caching enabled") {
 		t.Fatalf("no info line when Redis returned; logs:\n%s", logs)
 	}
 	// The failed Delete of 1 and Set of 2 are replayed as deletions.
-	for c.Stats().PendingInvalidations != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("invalidations not replayed: %+v", c.Stats())
+	eventually(t, 10*time.Second, func() error {
+		if st := c.Stats(); st.PendingInvalidations != 0 {
+			return fmt.Errorf("invalidations not replayed: %+v", st)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if st := c.Stats(); st.ReplayedInvalidations != 2 {
 		t.Fatalf("ReplayedInvalidations = %d, want 2", st.ReplayedInvalidations)
 	}
@@ -136,13 +136,12 @@ func TestRedisLostMidway(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Stop()
-	deadline := time.Now().Add(5 * time.Second)
-	for c.RedisUp() {
-		if time.Now().After(deadline) {
-			t.Fatal("Client still reports Redis up")
+	eventually(t, 5*time.Second, func() error {
+		if c.RedisUp() {
+			return errors.New("Client still reports Redis up")
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if st := c.Stats(); st.FlushesDown == 0 {
 		t.Fatalf("no flush when the subscription was lost: %+v", st)
 	}

@@ -85,15 +85,7 @@ func TestFetchManyRefreshInvalidatesPeers(t *testing.T) {
 	}, tiered.Refresh()); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		if u, err := peer.users.Get(ctx, "1"); err == nil && u.Email == "fresh" {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("peer serves %+v, %v after a batch refresh", u, err)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	awaitEmail(t, peer.users, ctx, "1", "fresh", "a batch refresh")
 }
 
 // TestFillDropsExpiredCopies: a peer holding a copy of a key that expired
@@ -113,15 +105,7 @@ func TestFillDropsExpiredCopies(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		if u, err := peer.users.Get(ctx, "1"); err == nil && u.Email == "v1" {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("peer serves %+v, %v after the key was refilled", u, err)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	awaitEmail(t, peer.users, ctx, "1", "v1", "the key was refilled")
 }
 
 // TestLeaseWaitExpires holds a lease that is never filled: the waiter
@@ -192,39 +176,21 @@ func TestLargeBatches(t *testing.T) {
 		if err := peer.users.Set(ctx, id, User{ID: "old"}, suffix, ver); err != nil {
 			t.Fatal(err)
 		}
-		awaitL1Opts(t, peer, ctx, id, suffix, ver)
+		awaitL1(t, peer.client, peer.users, ctx, id, suffix, ver)
 	}
 	if err := e.users.Warm(ctx, values, suffix, ver); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(3 * time.Second)
 	for _, id := range []string{ids[0], ids[999]} {
-		for {
-			if u, err := peer.users.Get(ctx, id, suffix, ver); err == nil && u.ID == "new" {
-				break
-			} else if time.Now().After(deadline) {
-				t.Fatalf("peer still serves %+v, %v after a large Warm", u, err)
+		eventually(t, 3*time.Second, func() error {
+			if u, err := peer.users.Get(ctx, id, suffix, ver); err != nil || u.ID != "new" {
+				return fmt.Errorf("peer still serves %+v, %v after a large Warm", u, err)
 			}
-			time.Sleep(time.Millisecond)
-		}
+			return nil
+		})
 	}
 	if n := peer.client.Stats().MalformedMessages; n != 0 {
 		t.Fatalf("%d messages dropped as malformed", n)
-	}
-}
-
-func awaitL1Opts(t *testing.T, e *env, ctx context.Context, id string, opts ...tiered.CallOption) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		before := cacheStats(e.client, "user").HitsL1
-		if _, err := e.users.Get(ctx, id, opts...); err == nil && cacheStats(e.client, "user").HitsL1 > before {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never served from L1", id)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 

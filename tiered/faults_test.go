@@ -119,17 +119,12 @@ func TestBreakerRecovers(t *testing.T) {
 		_, _ = users.Get(ctx, fmt.Sprint(i))
 	}
 	proxy.SetMode(faultproxy.Pass)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := users.Set(ctx, "after", User{ID: "after"})
-		if err == nil && c.RedisUp() {
-			break
+	eventually(t, 10*time.Second, func() error {
+		if err := users.Set(ctx, "after", User{ID: "after"}); err != nil || !c.RedisUp() {
+			return fmt.Errorf("no recovery: %v, %+v", err, c.Stats())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no recovery: %v, %+v", err, c.Stats())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	if u, err := users.Get(ctx, "after"); err != nil || u.ID != "after" {
 		t.Fatalf("Get after recovery = %+v, %v", u, err)
 	}
@@ -162,17 +157,12 @@ func TestPartitionedDeleteIsReplayed(t *testing.T) {
 		t.Fatalf("the other instance should still serve its copy during the partition: %+v, %v", u, err)
 	}
 	proxy.SetMode(faultproxy.Pass)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := b.users.Get(ctx, "1")
-		if errors.Is(err, tiered.ErrNotFound) {
-			break
+	eventually(t, 10*time.Second, func() error {
+		if _, err := b.users.Get(ctx, "1"); !errors.Is(err, tiered.ErrNotFound) {
+			return fmt.Errorf("the Delete never reached the other instance: %v; %+v", err, a.Stats())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the Delete never reached the other instance: %v; %+v", err, a.Stats())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 	if st := a.Stats(); st.ReplayedInvalidations != 1 || st.PendingInvalidations != 0 {
 		t.Fatalf("replay stats: %+v", st)
 	}
@@ -227,20 +217,31 @@ func TestRedisRestartUnderTraffic(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Each phase lasts until the traffic has seen it: reads before the
+	// stop, reads and failed writes during the outage, reads after.
+	atLeast := func(what string, n *atomic.Int64, more int64) {
+		from := n.Load()
+		eventually(t, 10*time.Second, func() error {
+			if n.Load() < from+more {
+				return fmt.Errorf("%s: %d, want %d more", what, n.Load(), more)
+			}
+			return nil
+		})
+	}
+	atLeast("reads before the stop", &reads, 200)
 	srv.Stop()
-	time.Sleep(500 * time.Millisecond)
+	atLeast("writes failed while Redis was down", &writeErrs, 20)
+	atLeast("reads while Redis was down", &reads, 200)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !c.RedisUp() || c.Stats().PendingInvalidations != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no recovery: %+v", c.Stats())
+	eventually(t, 10*time.Second, func() error {
+		if st := c.Stats(); !c.RedisUp() || st.PendingInvalidations != 0 {
+			return fmt.Errorf("no recovery: %+v", st)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	time.Sleep(100 * time.Millisecond)
+		return nil
+	})
+	atLeast("reads after recovery", &reads, 200)
 	close(stop)
 	wg.Wait()
 	if f := failure.Load(); f != nil {
@@ -271,17 +272,7 @@ func TestMalformedBusMessages(t *testing.T) {
 	// A Python-style message from another service after the garbage.
 	e.rdb.Set(ctx, e.key(t, ctx, "1"), `{"id": "1", "email": "new"}`, time.Minute)
 	e.rdb.Publish(ctx, channel, `{"origin": "py-api", "keys": ["`+e.key(t, ctx, "1")+`"]}`)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		u, err := e.users.Get(ctx, "1")
-		if err == nil && u.Email == "new" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("valid invalidation after garbage not applied: %+v, %v", u, err)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	awaitEmail(t, e.users, ctx, "1", "new", "a valid invalidation following garbage")
 	if n := e.client.Stats().MalformedMessages; n != 5 {
 		t.Fatalf("MalformedMessages = %d, want 5", n)
 	}

@@ -244,15 +244,7 @@ func TestHitPathDoesNotAllocate(t *testing.T) {
 		t.Fatal(err)
 	}
 	get := e.users.Wrap(func(ctx context.Context, id string) (User, error) { return User{ID: id}, nil }, tiered.Suffix("s"))
-	deadline := time.Now().Add(2 * time.Second)
-	for cacheStats(e.client, "user").HitsL1 == 0 {
-		if _, err := get(ctx, "1"); err != nil {
-			t.Fatal(err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("never an L1 hit")
-		}
-	}
+	awaitL1(t, e.client, e.users, ctx, "1", tiered.Suffix("s"))
 	before := cacheStats(e.client, "user").HitsL1
 	allocs := testing.AllocsPerRun(1000, func() {
 		if _, err := get(ctx, "1"); err != nil {

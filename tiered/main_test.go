@@ -3,6 +3,7 @@ package tiered_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -87,22 +88,51 @@ func l1Only(t *testing.T) (*tiered.Client, *tiered.Cache[User]) {
 	return c, users
 }
 
-// awaitL1 reads id until the in-process tier serves it: a new key's install
-// into ristretto is applied asynchronously.
-func awaitL1(t *testing.T, c *tiered.Client, users *tiered.Cache[User], ctx context.Context, id string) User {
+// eventually polls cond until it returns nil or within passes, and fails
+// the test with cond's last error. It is for what a test can observe but
+// not synchronise with: a pub/sub delivery to another Client, Redis coming
+// back, ristretto applying an install.
+func eventually(t *testing.T, within time.Duration, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(within)
 	for {
-		before := cacheStats(c, "user").HitsL1
-		u, err := users.Get(ctx, id)
-		if err == nil && cacheStats(c, "user").HitsL1 > before {
-			return u
+		err := cond()
+		if err == nil {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s never served from L1 (last: %+v, %v)", id, u, err)
+			t.Fatalf("not within %v: %v", within, err)
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// awaitEmail reads id until users serves a value with email: what another
+// Client's write, once its invalidation arrives, must lead to.
+func awaitEmail(t *testing.T, users *tiered.Cache[User], ctx context.Context, id, email, after string) {
+	t.Helper()
+	eventually(t, 5*time.Second, func() error {
+		if u, err := users.Get(ctx, id); err != nil || u.Email != email {
+			return fmt.Errorf("serves %+v, %v after %s; want email %q", u, err, after, email)
+		}
+		return nil
+	})
+}
+
+// awaitL1 reads id until the in-process tier serves it: a new key's install
+// into ristretto is applied asynchronously.
+func awaitL1(t *testing.T, c *tiered.Client, users *tiered.Cache[User], ctx context.Context, id string, opts ...tiered.CallOption) User {
+	t.Helper()
+	var u User
+	eventually(t, 2*time.Second, func() error {
+		before := cacheStats(c, "user").HitsL1
+		var err error
+		if u, err = users.Get(ctx, id, opts...); err == nil && cacheStats(c, "user").HitsL1 > before {
+			return nil
+		}
+		return fmt.Errorf("%s never served from L1 (last: %+v, %v)", id, u, err)
+	})
+	return u
 }
 
 func cacheStats(c *tiered.Client, resource string) tiered.CacheStats {
