@@ -87,10 +87,11 @@ func startCluster(n int) (*Cluster, error) {
 }
 
 // clusterPort picks a port that is free along with its cluster bus port
-// (port+10000).
+// (port+10000), both below the ephemeral range (32768 up) from which
+// outgoing connections take their local ports.
 func clusterPort() (int, error) {
 	for range 100 {
-		p := 20000 + rand.IntN(20000)
+		p := 20000 + rand.IntN(2700)
 		if portFree(p) && portFree(p+10000) {
 			return p, nil
 		}
