@@ -1,6 +1,7 @@
 package local
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -69,6 +70,14 @@ func (s Stamp) Follows(prev Stamp) bool { return s.FollowsN(prev, 1) }
 // FollowsN is Follows for a writer that invalidated n keys of the stripe.
 func (s Stamp) FollowsN(prev Stamp, n uint64) bool {
 	return s.epoch == prev.epoch && s.gen == prev.gen+n
+}
+
+// AppendTo appends a compact encoding of s to dst: two stamps append the
+// same bytes exactly when they are equal, so work can be keyed by the
+// generation it started from.
+func (s Stamp) AppendTo(dst []byte) []byte {
+	dst = binary.LittleEndian.AppendUint64(dst, s.gen)
+	return binary.LittleEndian.AppendUint64(dst, s.epoch)
 }
 
 // StripeOf returns the stripe of the key whose hash is h: keys of one
@@ -249,13 +258,10 @@ func (c *Cache[V]) Invalidate(h uint64) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.gen.Add(1)
-	c.Drop(h)
+	c.drop(h)
 }
 
-// Drop removes the key whose hash is h without moving its stripe's
-// generation: installs under way may still land. It is for news that makes
-// a copy unneeded, not wrong.
-func (c *Cache[V]) Drop(h uint64) {
+func (c *Cache[V]) drop(h uint64) {
 	if c.closed.Load() {
 		return
 	}

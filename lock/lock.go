@@ -1,13 +1,13 @@
 package lock
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
+		"strings"
 	"time"
 
 	"github.com/bsm/redislock"
@@ -17,8 +17,19 @@ import (
 	"github.com/tieredcache/tieredcache/internal/pipe"
 )
 
-// ErrHeld is returned by Acquire when another caller holds the lease.
-var ErrHeld = errors.New("lock: lease held by another loader")
+// Errors of Acquire and Fill.
+var (
+	// ErrHeld is returned by Acquire when another caller holds the lease.
+	ErrHeld = errors.New("lock: lease held by another loader")
+	// ErrLost is returned by Fill when the lease no longer holds: a write
+	// or delete of the key, a newer Take, or expiry came first. The value
+	// must not be cached anywhere.
+	ErrLost = errors.New("lock: lease lost before the fill")
+	// ErrExists is returned by Fill (not replacing) when the key got a
+	// value meanwhile, from a writer that does not use leases (another
+	// service): the fill never overwrites it.
+	ErrExists = errors.New("lock: key written by another writer before the fill")
+)
 
 const leaseSuffix = ":lease"
 
@@ -111,6 +122,27 @@ func (l *Leaser) Acquire(ctx context.Context, valueKey string) (*Lease, error) {
 	}
 }
 
+// Take takes the lease on valueKey whoever holds it, revoking any other
+// holder: its fill will fail. It is for a refresh, whose value must win
+// over any load that started before it.
+func (l *Leaser) Take(ctx context.Context, valueKey string) (*Lease, error) {
+	token, err := randomToken()
+	if err != nil {
+		return nil, err
+	}
+	le := &Lease{l: l, key: Key(valueKey), token: token, valueKey: valueKey}
+	err = l.call(ctx, func(ctx context.Context) error {
+		p := l.rdb.Pipeline()
+		set := p.Set(ctx, le.key, token, l.cfg.TTL)
+		_, err := p.Exec(ctx)
+		return pipe.Err(err, set)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lock: take lease on %s: %w", valueKey, err)
+	}
+	return le, nil
+}
+
 // AcquireMany tries once to take the leases on valueKeys in one pipelined
 // round trip. The result is parallel to valueKeys, with nil where another
 // caller holds the lease. The leases are plain keys holding a random
@@ -119,6 +151,19 @@ func (l *Leaser) AcquireMany(ctx context.Context, valueKeys []string) ([]*Lease,
 	if len(valueKeys) == 0 {
 		return nil, nil
 	}
+	out := make([]*Lease, 0, len(valueKeys))
+	for start := 0; start < len(valueKeys); start += batchKeys {
+		leases, err := l.acquireBatch(ctx, valueKeys[start:min(start+batchKeys, len(valueKeys))])
+		if err != nil {
+			_ = l.release(context.WithoutCancel(ctx), nil, out)
+			return nil, err
+		}
+		out = append(out, leases...)
+	}
+	return out, nil
+}
+
+func (l *Leaser) acquireBatch(ctx context.Context, valueKeys []string) ([]*Lease, error) {
 	leases := make([]*Lease, len(valueKeys))
 	cmds := make([]*redis.BoolCmd, len(valueKeys))
 	for i, k := range valueKeys {
@@ -167,25 +212,23 @@ type Lease struct {
 	valueKey string
 }
 
-// Key returns the lease's Redis key.
-func (le *Lease) Key() string { return le.key }
-
-// Token returns the lease's random token.
-func (le *Lease) Token() string { return le.token }
-
-// ValueKey returns the key of the value the lease guards.
-func (le *Lease) ValueKey() string { return le.valueKey }
-
-// fillScript stores the value only while the lease still holds; it then
-// frees the lease and announces the fill so waiters elsewhere wake.
+// fillScript puts a staged value in place while the lease still holds and,
+// unless ARGV[2] is "1" (replace), only if the key is still absent; it
+// frees the lease and publishes ARGV[5] on channel ARGV[4] when one is
+// given. KEYS: lease, stage, key. ARGV[3] is "1" when the value keeps no
+// TTL. It replies 1 (stored), 0 (lease lost) or 2 (key exists).
 var fillScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[3] == '0' then
-  redis.call('SET', KEYS[2], ARGV[2])
-else
-  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  redis.call('DEL', KEYS[2])
+  return 0
 end
 redis.call('DEL', KEYS[1])
+if ARGV[2] ~= '1' and redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('DEL', KEYS[2])
+  return 2
+end
+redis.call('RENAME', KEYS[2], KEYS[3])
+if ARGV[3] == '1' then redis.call('PERSIST', KEYS[3]) end
 if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
 return 1
 `)
@@ -197,22 +240,60 @@ return 0
 `)
 
 // Fill stores value under the lease's value key for ttl if the lease still
-// holds, releases the lease, and publishes msg on channel (no publish when
-// channel is empty), all atomically. It reports whether the value was
-// stored; false means a write or delete of the key, or the lease's expiry,
-// came first, and the value must not be cached anywhere.
-func (le *Lease) Fill(ctx context.Context, value []byte, ttl time.Duration, channel string, msg []byte) (bool, error) {
-	var n int
+// holds and, unless replace, the key is still absent; it releases the lease
+// and publishes msg on channel (no publish when channel is empty), in one
+// round trip. The value travels in a plain SET to a staging key that a
+// small script renames into place. It returns nil when the value was
+// stored, ErrLost or ErrExists when it was not (and must not be cached),
+// another error when Redis failed.
+func (le *Lease) Fill(ctx context.Context, value []byte, ttl time.Duration, replace bool, channel string, msg []byte) error {
+	var cmds []*redis.Cmd
 	err := le.l.call(ctx, func(ctx context.Context) error {
 		var err error
-		n, err = fillScript.Run(ctx, le.l.rdb, []string{le.key, le.valueKey},
-			le.token, value, pxArg(ttl), channel, msg).Int()
+		cmds, err = pipe.RunStaged(ctx, le.l.rdb, true, fillScript,
+			[]pipe.Staged{le.staged(value, ttl, replace, channel, msg)}, "", nil)
 		return err
 	})
-	if err != nil {
-		return false, fmt.Errorf("lock: fill %s: %w", le.valueKey, err)
+	if err == nil {
+		err = fillResult(cmds[0])
 	}
-	return n == 1, nil
+	if err != nil && !errors.Is(err, ErrLost) && !errors.Is(err, ErrExists) {
+		return fmt.Errorf("lock: fill %s: %w", le.valueKey, err)
+	}
+	return err
+}
+
+func (le *Lease) staged(value []byte, ttl time.Duration, replace bool, channel string, msg []byte) pipe.Staged {
+	persist := "0"
+	if ttl <= 0 {
+		ttl, persist = stageTTL, "1"
+	}
+	rep := "0"
+	if replace {
+		rep = "1"
+	}
+	stage := pipe.StageKey(le.key)
+	return pipe.Staged{
+		Stage: stage, Value: value, TTL: ttl,
+		Keys: []string{le.key, stage, le.valueKey},
+		Args: []any{le.token, rep, persist, channel, msg},
+	}
+}
+
+// stageTTL bounds a staged value's life should its script never run.
+const stageTTL = time.Minute
+
+func fillResult(c *redis.Cmd) error {
+	n, err := c.Int()
+	switch {
+	case err != nil:
+		return err
+	case n == 0:
+		return ErrLost
+	case n == 2:
+		return ErrExists
+	}
+	return nil
 }
 
 // Release frees the lease without storing anything. Releasing a lease that
@@ -234,35 +315,65 @@ type Fill struct {
 	TTL   time.Duration
 }
 
-// FillMany runs Fill for each entry, without publishing, and then
-// publishes msgs on channel (unless empty): in one pipelined round trip on
-// a single node; where keys live on several nodes the messages follow once
-// every fill is done. The result is parallel to fills: whether each value
-// was stored. On error, some values may have been stored.
-func (l *Leaser) FillMany(ctx context.Context, fills []Fill, channel string, msgs [][]byte) ([]bool, error) {
-	if len(fills) == 0 {
-		return nil, nil
-	}
-	cmds := make([]*redis.Cmd, len(fills))
-	err := l.call(ctx, func(ctx context.Context) error {
-		// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and
-		// Redis compiles a script once whichever way it arrives.
-		return pipe.WriteThenPublish(ctx, l.rdb, l.ordered, func(p redis.Pipeliner) {
-			for i, f := range fills {
-				cmds[i] = fillScript.Eval(ctx, p, []string{f.Lease.key, f.Lease.valueKey},
-					f.Lease.token, f.Value, pxArg(f.TTL), "", "")
+// Batches of FillMany and AcquireMany: each Redis call carries at most
+// batchKeys keys and about batchBytes of values, so that it stays well
+// inside one call's timeout.
+const (
+	batchKeys  = 1000
+	batchBytes = 4 << 20
+)
+
+// FillMany runs Fill (not replacing, unless replace) for each entry,
+// without publishing, and then publishes msgs on channel (unless empty):
+// in batches, each one pipelined round trip on a single node; where keys
+// live on several nodes a batch's messages follow once its fills are done.
+// The result is parallel to fills: nil, ErrLost or ErrExists for each, or
+// the error of the batch that failed (some of whose values may have been
+// stored); err is the first such failure. Messages go with the last batch.
+func (l *Leaser) FillMany(ctx context.Context, fills []Fill, replace bool, channel string, msgs [][]byte) (out []error, err error) {
+	out = make([]error, len(fills))
+	for start := 0; start < len(fills); {
+		end, size := start, 0
+		for end < len(fills) && end-start < batchKeys && (end == start || size+len(fills[end].Value) <= batchBytes) {
+			size += len(fills[end].Value)
+			end++
+		}
+		var ch string
+		var ms [][]byte
+		if end == len(fills) {
+			ch, ms = channel, msgs
+		}
+		if berr := l.fillBatch(ctx, fills[start:end], replace, ch, ms, out[start:end]); berr != nil {
+			for i := start; i < end; i++ {
+				out[i] = berr
 			}
-		}, channel, msgs)
+			err = cmp.Or(err, berr)
+		}
+		start = end
+	}
+	return out, err
+}
+
+func (l *Leaser) fillBatch(ctx context.Context, fills []Fill, replace bool, channel string, msgs [][]byte, out []error) error {
+	writes := make([]pipe.Staged, len(fills))
+	for i, f := range fills {
+		writes[i] = f.Lease.staged(f.Value, f.TTL, replace, "", nil)
+	}
+	var cmds []*redis.Cmd
+	err := l.call(ctx, func(ctx context.Context) error {
+		var err error
+		cmds, err = pipe.RunStaged(ctx, l.rdb, l.ordered, fillScript, writes, channel, msgs)
+		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("lock: fill %d keys: %w", len(fills), err)
+		return fmt.Errorf("lock: fill %d keys: %w", len(fills), err)
 	}
-	out := make([]bool, len(fills))
 	for i, c := range cmds {
-		n, _ := c.Int()
-		out[i] = n == 1
+		if out[i] = fillResult(c); out[i] != nil && !errors.Is(out[i], ErrLost) && !errors.Is(out[i], ErrExists) {
+			return fmt.Errorf("lock: fill %s: %w", fills[i].Lease.valueKey, out[i])
+		}
 	}
-	return out, nil
+	return nil
 }
 
 // ReleaseMany releases leases in one pipelined round trip.
@@ -279,20 +390,19 @@ func (l *Leaser) ReleaseMany(ctx context.Context, leases []*Lease) error {
 // release frees leases under g (none: unguarded, for cleanup after a
 // failure the guard already heard of) and the timeout.
 func (l *Leaser) release(ctx context.Context, g Guard, leases []*Lease) error {
-	return guard.Run(ctx, g, l.cfg.Timeout, func(ctx context.Context) error {
-		pl := l.rdb.Pipeline()
-		for _, le := range leases {
-			releaseScript.Eval(ctx, pl, []string{le.key}, le.token)
-		}
-		_, err := pl.Exec(ctx)
-		return err
-	})
-}
-
-// pxArg renders ttl in milliseconds for the script; "0" means no expiry.
-func pxArg(ttl time.Duration) string {
-	if ttl <= 0 {
-		return "0"
+	var errs []error
+	for start := 0; start < len(leases); start += batchKeys {
+		batch := leases[start:min(start+batchKeys, len(leases))]
+		errs = append(errs, guard.Run(ctx, g, l.cfg.Timeout, func(ctx context.Context) error {
+			pl := l.rdb.Pipeline()
+			for _, le := range batch {
+				if le != nil {
+					releaseScript.Eval(ctx, pl, []string{le.key}, le.token)
+				}
+			}
+			_, err := pl.Exec(ctx)
+			return err
+		}))
 	}
-	return strconv.FormatInt(max(int64(ttl/time.Millisecond), 1), 10)
+	return errors.Join(errs...)
 }

@@ -44,8 +44,8 @@ func TestAcquireIsExclusive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if le.Key() != lock.Key(key) || le.Token() == "" {
-		t.Fatalf("lease key %q token %q", le.Key(), le.Token())
+	if n := rdb.Exists(ctx, lock.Key(key)).Val(); n != 1 {
+		t.Fatal("no lease key in Redis")
 	}
 	if ttl := rdb.PTTL(ctx, lock.Key(key)).Val(); ttl <= 0 || ttl > 5*time.Second {
 		t.Fatalf("lease PTTL = %v", ttl)
@@ -78,9 +78,8 @@ func TestFillStoresWhileHeld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ok, err := le.Fill(ctx, []byte(`"v"`), time.Minute, key+":bus", []byte("filled"))
-	if err != nil || !ok {
-		t.Fatalf("Fill = %v, %v", ok, err)
+	if err := le.Fill(ctx, []byte(`"v"`), time.Minute, false, key+":bus", []byte("filled")); err != nil {
+		t.Fatalf("Fill = %v", err)
 	}
 	if v := rdb.Get(ctx, key).Val(); v != `"v"` {
 		t.Fatalf("value = %q", v)
@@ -91,6 +90,7 @@ func TestFillStoresWhileHeld(t *testing.T) {
 	if n := rdb.Exists(ctx, lock.Key(key)).Val(); n != 0 {
 		t.Fatal("lease not released by Fill")
 	}
+	noStage(t, rdb, key)
 	if m, err := sub.ReceiveMessage(ctx); err != nil || m.Payload != "filled" {
 		t.Fatalf("fill message %v, %v", m, err)
 	}
@@ -106,10 +106,10 @@ func TestFillLosesToDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	rdb.Del(ctx, key, lock.Key(key)) // what a concurrent Delete does
-	ok, err := le.Fill(ctx, []byte(`"stale"`), time.Minute, "", nil)
-	if err != nil || ok {
-		t.Fatalf("Fill after Delete = %v, %v; want false", ok, err)
+	if err := le.Fill(ctx, []byte(`"stale"`), time.Minute, false, "", nil); !errors.Is(err, lock.ErrLost) {
+		t.Fatalf("Fill after Delete = %v; want ErrLost", err)
 	}
+	noStage(t, rdb, key)
 	if n := rdb.Exists(ctx, key).Val(); n != 0 {
 		t.Fatal("stale value stored")
 	}
@@ -127,11 +127,11 @@ func TestFillLosesToNewLease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := le.Fill(ctx, []byte("1"), time.Minute, "", nil); ok {
-		t.Fatal("Fill with a superseded lease succeeded")
+	if err := le.Fill(ctx, []byte("1"), time.Minute, false, "", nil); !errors.Is(err, lock.ErrLost) {
+		t.Fatalf("Fill with a superseded lease = %v", err)
 	}
-	if ok, err := le2.Fill(ctx, []byte("2"), time.Minute, "", nil); !ok || err != nil {
-		t.Fatalf("Fill with the current lease = %v, %v", ok, err)
+	if err := le2.Fill(ctx, []byte("2"), time.Minute, false, "", nil); err != nil {
+		t.Fatalf("Fill with the current lease = %v", err)
 	}
 	if v := rdb.Get(ctx, key).Val(); v != "2" {
 		t.Fatalf("value = %q", v)
@@ -172,9 +172,6 @@ func TestAcquireManyFillMany(t *testing.T) {
 	if leases[0] == nil || leases[1] != nil || leases[2] == nil {
 		t.Fatalf("AcquireMany = %v, want [lease nil lease]", leases)
 	}
-	if leases[0].ValueKey() != k1 || leases[0].Key() != lock.Key(k1) {
-		t.Fatalf("lease 0 = %s / %s", leases[0].ValueKey(), leases[0].Key())
-	}
 	// A concurrent delete of k3 takes its lease away.
 	rdb.Del(ctx, k3, lock.Key(k3))
 	sub := rdb.Subscribe(ctx, key+":bus")
@@ -182,15 +179,15 @@ func TestAcquireManyFillMany(t *testing.T) {
 	if _, err := sub.Receive(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ok, err := l.FillMany(ctx, []lock.Fill{
+	res, err := l.FillMany(ctx, []lock.Fill{
 		{Lease: leases[0], Value: []byte("1"), TTL: time.Minute},
 		{Lease: leases[2], Value: []byte("3"), TTL: time.Minute},
-	}, key+":bus", [][]byte{[]byte("filled")})
+	}, false, key+":bus", [][]byte{[]byte("filled")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !ok[0] || ok[1] {
-		t.Fatalf("FillMany = %v, want [true false]", ok)
+	if res[0] != nil || !errors.Is(res[1], lock.ErrLost) {
+		t.Fatalf("FillMany = %v, want [nil ErrLost]", res)
 	}
 	if v := rdb.Get(ctx, k1).Val(); v != "1" {
 		t.Fatalf("k1 = %q", v)
@@ -213,5 +210,86 @@ func TestAcquireManyFillMany(t *testing.T) {
 	}
 	if out, err := l.AcquireMany(ctx, nil); out != nil || err != nil {
 		t.Fatalf("AcquireMany(nil) = %v, %v", out, err)
+	}
+}
+
+// noStage fails if a staging key of key was left behind.
+func noStage(t *testing.T, rdb *redis.Client, key string) {
+	t.Helper()
+	if ks := rdb.Keys(context.Background(), "{"+key+"}:lease:stage:*").Val(); len(ks) != 0 {
+		t.Fatalf("staging keys left behind: %v", ks)
+	}
+}
+
+// TestFillNeverOverwritesAnotherWriter: a writer that knows nothing of
+// leases (another service's SETEX) wrote the key while the load ran; the
+// fill keeps its value.
+func TestFillNeverOverwritesAnotherWriter(t *testing.T) {
+	l, rdb, key := setup(t)
+	ctx := context.Background()
+	le, err := l.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb.SetEx(ctx, key, `"theirs"`, time.Minute)
+	if err := le.Fill(ctx, []byte(`"ours"`), time.Minute, false, "", nil); !errors.Is(err, lock.ErrExists) {
+		t.Fatalf("Fill over another writer's value = %v; want ErrExists", err)
+	}
+	if v := rdb.Get(ctx, key).Val(); v != `"theirs"` {
+		t.Fatalf("value = %q", v)
+	}
+	if n := rdb.Exists(ctx, lock.Key(key)).Val(); n != 0 {
+		t.Fatal("lease kept")
+	}
+	noStage(t, rdb, key)
+}
+
+// TestTakeRevokesAnOlderLease: a refresh takes the lease from a load that
+// started before it; the older load's fill then stores nothing, and the
+// refresh's value replaces what is there.
+func TestTakeRevokesAnOlderLease(t *testing.T) {
+	l, rdb, key := setup(t)
+	ctx := context.Background()
+	old, err := l.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb.Set(ctx, key, "0", time.Minute)
+	fresh, err := l.Take(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.Fill(ctx, []byte("2"), 0, true, "", nil); err != nil {
+		t.Fatalf("refresh fill = %v", err)
+	}
+	if err := old.Fill(ctx, []byte("1"), time.Minute, true, "", nil); !errors.Is(err, lock.ErrLost) {
+		t.Fatalf("older fill = %v; want ErrLost", err)
+	}
+	if v := rdb.Get(ctx, key).Val(); v != "2" {
+		t.Fatalf("value = %q", v)
+	}
+	if ttl := rdb.PTTL(ctx, key).Val(); ttl != -1 {
+		t.Fatalf("a fill without TTL left PTTL %v", ttl)
+	}
+}
+
+// TestFillAfterScriptFlush: Redis forgot the script (a restart, a
+// failover); the fill still runs.
+func TestFillAfterScriptFlush(t *testing.T) {
+	rdb := redistest.Private(t).Client(t)
+	l, err := lock.New(rdb, lock.Config{TTL: 5 * time.Second, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range 2 {
+		rdb.ScriptFlush(ctx)
+		le, err := l.Acquire(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := le.Fill(ctx, []byte("1"), time.Minute, true, "", nil); err != nil {
+			t.Fatalf("fill %d after SCRIPT FLUSH: %v", i, err)
+		}
 	}
 }

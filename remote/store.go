@@ -53,13 +53,14 @@ type StoreConfig struct {
 // Store reads and writes values in Redis.
 type Store struct {
 	rdb     Client
+	clock   *serverClock
 	cfg     StoreConfig
 	ordered bool // a single node: MGET works, pipelines run in order
 }
 
 // NewStore returns a Store over rdb.
 func NewStore(rdb Client, cfg StoreConfig) *Store {
-	return &Store{rdb: rdb, cfg: cfg, ordered: pipe.Ordered(rdb)}
+	return &Store{rdb: rdb, cfg: cfg, clock: newServerClock(), ordered: pipe.Ordered(rdb)}
 }
 
 // call runs f under the guard and the timeout.
@@ -113,13 +114,31 @@ func (s *Store) GetWithLease(ctx context.Context, key, lease string) ([]byte, bo
 }
 
 // MGet returns the values of keys in order, nil where a key holds none, in
-// one round trip: MGET on a single node, pipelined GETs where keys may live
+// one round trip per batch: MGET on a single node, pipelined GETs where keys may live
 // on different nodes (Cluster, Ring), so keys in different hash slots never
 // fail with CROSSSLOT.
+//
+// Keys go in batches of mgetBatch, one call each, so that a large batch
+// stays well inside one call's timeout.
 func (s *Store) MGet(ctx context.Context, keys []string) ([][]byte, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
+	out := make([][]byte, 0, len(keys))
+	for start := 0; start < len(keys); start += mgetBatch {
+		vals, err := s.mget(ctx, keys[start:min(start+mgetBatch, len(keys))])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, vals...)
+	}
+	return out, nil
+}
+
+// mgetBatch is the most keys one MGet call reads.
+const mgetBatch = 1000
+
+func (s *Store) mget(ctx context.Context, keys []string) ([][]byte, error) {
 	out := make([][]byte, len(keys))
 	if s.ordered {
 		var vals []any
@@ -163,17 +182,22 @@ func (s *Store) MGet(ctx context.Context, keys []string) ([][]byte, error) {
 	return out, nil
 }
 
-// setScript writes a value, clears its lease so that a load that started
-// before this write cannot overwrite it, and publishes the invalidation.
+// setScript puts a staged value in place unless its deadline (ARGV[1], µs
+// of Redis's clock; 0 for none) has passed, clears the key's lease so that a
+// load that started before this write cannot overwrite it, and publishes
+// ARGV[3] on channel ARGV[2] when one is given. KEYS: stage, key, lease.
+// ARGV[4] is "1" when the value keeps no TTL. It replies {applied, TIME}.
 var setScript = redis.NewScript(`
-if ARGV[2] == '0' then
-  redis.call('SET', KEYS[1], ARGV[1])
-else
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local t = redis.call('TIME')
+if ARGV[1] ~= '0' and t[1] * 1000000 + t[2] > tonumber(ARGV[1]) then
+  redis.call('DEL', KEYS[1])
+  return {0, tonumber(t[1]), tonumber(t[2])}
 end
-redis.call('DEL', KEYS[2])
-if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
-return 1
+redis.call('RENAME', KEYS[1], KEYS[2])
+if ARGV[4] == '1' then redis.call('PERSIST', KEYS[2]) end
+redis.call('DEL', KEYS[3])
+if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return {1, tonumber(t[1]), tonumber(t[2])}
 `)
 
 // delScript deletes a value and its lease and publishes the invalidation.
@@ -193,14 +217,76 @@ func TTLArg(ttl time.Duration) string {
 	return strconv.FormatInt(max(int64(ttl/time.Millisecond), 1), 10)
 }
 
+// stageTTL bounds a staged value's life should its script never run; a
+// value without a TTL is made persistent by the script.
+const stageTTL = time.Minute
+
+func (s *Store) staged(e Entry, deadline int64, channel string, msg []byte) pipe.Staged {
+	ttl, persist := e.TTL, "0"
+	if ttl <= 0 {
+		ttl, persist = stageTTL, "1"
+	}
+	return pipe.Staged{
+		Stage: pipe.StageKey(e.Lease), Value: e.Value, TTL: ttl,
+		Keys: []string{"", e.Key, e.Lease},
+		Args: []any{deadline, channel, msg, persist},
+	}
+}
+
 // Set writes e, clears its lease and publishes msg on channel (no publish
-// when channel is empty), atomically.
+// when channel is empty), atomically, in one round trip. The value is
+// staged under a key of its own with a plain SET and renamed into place by
+// a script that refuses it past its deadline: a Set that returned an error
+// can never land later over a newer write (see serverClock). On error Set
+// returns only once that deadline has passed; a refused write wraps ErrLate.
 func (s *Store) Set(ctx context.Context, e Entry, channel string, msg []byte) error {
-	err := s.call(ctx, func(ctx context.Context) error {
-		return setScript.Run(ctx, s.rdb, []string{e.Key, e.Lease}, e.Value, TTLArg(e.TTL), channel, msg).Err()
+	if err := s.setEntries(ctx, []Entry{e}, channel, [][]byte{msg}, true); err != nil {
+		return fmt.Errorf("remote: SET %s: %w", e.Key, err)
+	}
+	return nil
+}
+
+// setEntries writes entries as Set does; inScript publishes msgs[i] from
+// entry i's script, otherwise msgs follow the writes.
+func (s *Store) setEntries(ctx context.Context, entries []Entry, channel string, msgs [][]byte, inScript bool) error {
+	sent := s.clock.now()
+	deadline, err := s.fenceDeadline(ctx, sent)
+	if err != nil {
+		return err
+	}
+	sent = s.clock.now()
+	writes := make([]pipe.Staged, len(entries))
+	for i, e := range entries {
+		var m []byte
+		ch := ""
+		if inScript && channel != "" {
+			ch, m = channel, msgs[i]
+		}
+		writes[i] = s.staged(e, deadline, ch, m)
+		writes[i].Keys[0] = writes[i].Stage
+	}
+	var cmds []*redis.Cmd
+	err = s.call(ctx, func(ctx context.Context) error {
+		pubCh, pubMsgs := channel, msgs
+		if inScript {
+			pubCh, pubMsgs = "", nil
+		}
+		var err error
+		cmds, err = pipe.RunStaged(ctx, s.rdb, s.ordered, setScript, writes, pubCh, pubMsgs)
+		return err
 	})
 	if err != nil {
-		return fmt.Errorf("remote: SET %s: %w", e.Key, err)
+		s.settle(sent, err)
+		return err
+	}
+	for _, c := range cmds {
+		applied, err := s.fenceReply(c)
+		if err != nil {
+			return err
+		}
+		if !applied {
+			return ErrLate
+		}
 	}
 	return nil
 }
@@ -217,25 +303,17 @@ func (s *Store) Delete(ctx context.Context, key, lease, channel string, msg []by
 	return nil
 }
 
-// SetMany writes every entry, clearing their leases, then publishes msgs
-// on channel. On a single node that is one pipelined round trip; where keys
-// live on several nodes the messages follow in a second one, once every
-// write is done, so no process hears of a write before it can read it. It
-// is not atomic: on error some entries may have been written, and the
+// SetMany writes every entry as Set does, then publishes msgs on channel.
+// On a single node that is one pipelined round trip; where keys live on
+// several nodes the messages follow in a second one, once every write is
+// done, so no process hears of a write before it can read it. It is not
+// atomic: on error some entries may have been written, and the
 // invalidations may not have been sent.
 func (s *Store) SetMany(ctx context.Context, entries []Entry, channel string, msgs [][]byte) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	err := s.writeThenPublish(ctx, func(ctx context.Context, p redis.Pipeliner) {
-		for _, e := range entries {
-			// The lease first: a holder's fill landing between the two
-			// would otherwise overwrite the new value with its load.
-			p.Del(ctx, e.Lease)
-			p.Set(ctx, e.Key, e.Value, max(e.TTL, 0))
-		}
-	}, channel, msgs)
-	if err != nil {
+	if err := s.setEntries(ctx, entries, channel, msgs, false); err != nil {
 		return fmt.Errorf("remote: SET pipeline (%d keys): %w", len(entries), err)
 	}
 	return nil
@@ -265,16 +343,6 @@ func (s *Store) DeleteMany(ctx context.Context, keys, leases []string, channel s
 	}, channel, msgs)
 	if err != nil {
 		return fmt.Errorf("remote: DEL pipeline (%d keys): %w", len(keys), err)
-	}
-	return nil
-}
-
-// Unlink removes key without touching its lease or publishing: it drops a
-// value that could not be decoded.
-func (s *Store) Unlink(ctx context.Context, key string) error {
-	err := s.call(ctx, func(ctx context.Context) error { return s.rdb.Unlink(ctx, key).Err() })
-	if err != nil {
-		return fmt.Errorf("remote: UNLINK %s: %w", key, err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -27,8 +28,11 @@ type Cache[V any] struct {
 	keys     *keys.Resource
 	base     call // the options of a call that gives none
 	cfg      cacheConfig
+	noL1     bool // values stay out of the in-process tier
+	alias    bool // a V can share memory with its writer: keep copies
 	group    singleflight.Group
 	counters cacheCounters
+	decodeLog, fillLog rateLimit
 }
 
 // NewCache returns the cache of resource values of type V.
@@ -58,7 +62,8 @@ func NewCache[V any](c *Client, resource string, opts ...CacheOption) (*Cache[V]
 			return nil, err
 		}
 	}
-	cache := &Cache[V]{c: c, resource: resource, keys: rk, cfg: cfg}
+	cache := &Cache[V]{c: c, resource: resource, keys: rk, cfg: cfg,
+		noL1: cfg.noL1 || c.l1off, alias: mayAlias(reflect.TypeFor[V]())}
 	cache.base, _ = cache.resolve(nil)
 	c.register(cache)
 	return cache, nil
@@ -97,7 +102,7 @@ func (c *Cache[V]) appendKey(dst []byte, ctx context.Context, id string, co call
 // each value, so a hit copies the value once, into the caller's result,
 // however large it is.
 func (c *Cache[V]) l1Get(h uint64, key []byte) (*V, bool) {
-	if c.c.l1 == nil || c.cfg.noL1 {
+	if c.noL1 {
 		return nil, false
 	}
 	if v, ok := c.c.l1.Get(h, key); ok {
@@ -107,16 +112,11 @@ func (c *Cache[V]) l1Get(h uint64, key []byte) (*V, bool) {
 	return nil, false
 }
 
-func (c *Cache[V]) stamp(h uint64) local.Stamp {
-	if c.c.l1 == nil {
-		return local.Stamp{}
-	}
-	return c.c.l1.Stamp(h)
-}
+func (c *Cache[V]) stamp(h uint64) local.Stamp { return c.c.l1.Stamp(h) }
 
 // install puts v in the in-process tier if s is still current.
 func (c *Cache[V]) install(h uint64, key string, v V, size int, ttl time.Duration, degraded bool, s local.Stamp) {
-	if c.c.l1 == nil || c.cfg.noL1 {
+	if c.noL1 {
 		return
 	}
 	if c.c.l1.Install(h, key, &v, int64(size), c.c.l1TTL(ttl, degraded), s) && c.c.store == nil {
@@ -126,8 +126,33 @@ func (c *Cache[V]) install(h uint64, key string, v V, size int, ttl time.Duratio
 	}
 }
 
-func (c *Cache[V]) encode(key string, v V) ([]byte, error) {
-	data, err := c.cfg.codec.Marshal(v)
+// keep installs v, whose encoding is data, fenced by s. When a V can share
+// memory with whoever handed it over (a caller of Set, a loader), the
+// in-process tier gets a copy decoded from data instead, so that nobody
+// can change what later reads return.
+func (c *Cache[V]) keep(r *read[V], v V, data []byte, degraded bool, s local.Stamp) {
+	if c.noL1 {
+		return
+	}
+	if c.alias {
+		var cp V
+		if err := c.unmarshal(data, &cp); err != nil {
+			return
+		}
+		v = cp
+	}
+	c.install(r.h, r.key, v, len(data), r.co.l1ttl, degraded, s)
+}
+
+// encode encodes v; a panicking codec (or MarshalJSON) is an error
+// wrapping ErrLoaderPanic.
+func (c *Cache[V]) encode(key string, v V) (data []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			data, err = nil, c.panicked(p)
+		}
+	}()
+	data, err = c.cfg.codec.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("tiered: encode %s: %w", key, err)
 	}
@@ -138,21 +163,53 @@ func (c *Cache[V]) encode(key string, v V) ([]byte, error) {
 	return data, nil
 }
 
+// unmarshal decodes data into v; a panicking codec is an error.
+func (c *Cache[V]) unmarshal(data []byte, v *V) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("codec panicked: %v", p)
+		}
+	}()
+	return c.cfg.codec.Unmarshal(data, v)
+}
+
 // decode decodes a value read from Redis. A value that does not decode is
-// deleted, so that the next read loads a good one, and reported as a miss.
-func (c *Cache[V]) decode(ctx context.Context, key string, data []byte) (V, bool) {
+// a miss, counted and logged, and stays in Redis: another service may have
+// written it in a form this one cannot read, and its readers still can.
+func (c *Cache[V]) decode(key string, data []byte) (V, bool) {
 	var v V
-	err := c.cfg.codec.Unmarshal(data, &v)
+	err := c.unmarshal(data, &v)
 	if err == nil {
 		return v, true
 	}
-	c.counters.corrupt.inc()
-	c.c.opts.Logger.Warn("tiered: deleting a value that does not decode", "key", key, "bytes", len(data), "error", err)
-	if uerr := c.c.store.Unlink(ctx, key); uerr != nil {
-		c.redisError("unlink", uerr)
-	}
+	c.counters.decodeErrors.inc()
+	c.decodeLog.warn(c.c.opts.Logger, "tiered: value in Redis does not decode; read as a miss and left in place",
+		"resource_type", c.resource, "key", key, "bytes", len(data), "error", err)
 	var zero V
 	return zero, false
+}
+
+// mayAlias reports whether a value of type t can share memory with a copy
+// of it: whether it holds pointers, maps, slices, interfaces, channels or
+// functions. A time.Time's location pointer does not count: nobody changes
+// a Location.
+func mayAlias(t reflect.Type) bool {
+	if t == reflect.TypeFor[time.Time]() {
+		return false
+	}
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Interface, reflect.Chan, reflect.Func, reflect.UnsafePointer:
+		return true
+	case reflect.Array:
+		return t.Len() > 0 && mayAlias(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if mayAlias(t.Field(i).Type) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // callFailed classifies the failure of a call to Redis made with the
@@ -285,7 +342,7 @@ func (c *Cache[V]) getRemote(ctx context.Context, key string, h uint64, co call)
 	case err != nil:
 		return zero, tierNone, c.callFailed(ctx, "get", key, err)
 	}
-	v, ok := c.decode(ctx, key, data)
+	v, ok := c.decode(key, data)
 	if !ok {
 		c.counters.misses.inc()
 		return zero, tierNone, ErrNotFound

@@ -217,7 +217,11 @@ func TestTooLarge(t *testing.T) {
 	}
 }
 
-func TestCorruptValueIsAMiss(t *testing.T) {
+// TestUndecodableValueIsLeftInPlace: a value this cache cannot decode
+// (corrupt bytes, or another service's encoding) is a miss, counted and
+// logged, and stays in Redis; a Fetch serves its loaded value without
+// overwriting it.
+func TestUndecodableValueIsLeftInPlace(t *testing.T) {
 	e := newEnv(t, tiered.Options{})
 	ctx := context.Background()
 	k := e.key(t, ctx, "1")
@@ -225,22 +229,24 @@ func TestCorruptValueIsAMiss(t *testing.T) {
 	if _, err := e.users.Get(ctx, "1"); !errors.Is(err, tiered.ErrNotFound) {
 		t.Fatalf("Get of corrupt bytes = %v, want ErrNotFound", err)
 	}
-	if n := e.rdb.Exists(ctx, k).Val(); n != 0 {
-		t.Fatal("corrupt value not deleted")
+	if got := e.rdb.Get(ctx, k).Val(); got != "\x00not json{" {
+		t.Fatalf("undecodable value replaced by %q", got)
 	}
-	e.rdb.Set(ctx, k, `{"id":`, time.Minute)
+	theirs := `{"id":1,"email":"theirs"}` // an id Go cannot read as a string
+	e.rdb.Set(ctx, k, theirs, time.Minute)
 	u, err := e.users.Fetch(ctx, "1", func(context.Context) (User, error) { return User{ID: "1", Email: "good"}, nil })
 	if err != nil || u.Email != "good" {
-		t.Fatalf("Fetch over corrupt bytes = %+v, %v", u, err)
+		t.Fatalf("Fetch over an undecodable value = %+v, %v", u, err)
 	}
-	if got := e.rdb.Get(ctx, k).Val(); !strings.Contains(got, "good") {
-		t.Fatalf("Redis holds %q after the reload", got)
+	if got := e.rdb.Get(ctx, k).Val(); got != theirs {
+		t.Fatalf("Redis holds %q after the load, want the neighbour's value", got)
 	}
-	if st := cacheStats(e.client, "user"); st.Corrupt != 2 {
-		t.Fatalf("Corrupt = %d, want 2", st.Corrupt)
+	st := cacheStats(e.client, "user")
+	if st.DecodeErrors < 3 || st.FillsRefused != 1 {
+		t.Fatalf("DecodeErrors = %d (want >= 3), FillsRefused = %d (want 1)", st.DecodeErrors, st.FillsRefused)
 	}
 	if !e.logs.Contains("does not decode") {
-		t.Fatal("no log line for the corrupt value")
+		t.Fatal("no log line for the undecodable value")
 	}
 }
 

@@ -29,7 +29,8 @@ type Client struct {
 	opts   Options
 	logs   bool // a Logger was given
 	keys   *keys.Builder
-	l1     *local.Cache[any] // nil when disabled
+	l1     *local.Cache[any] // always set: its stamps fence every install and flight
+	l1off  bool              // L1MaxBytes < 0: the tier holds no values, only stamps
 	store  *remote.Store     // nil in L1-only mode
 	leases *lock.Leaser
 	bus    *remote.Bus
@@ -46,6 +47,12 @@ type Client struct {
 	// in-process tier then keeps values only DegradedTTL.
 	degraded atomic.Bool
 	lastDown atomic.Pointer[error]
+
+	// tracking is set while Redis reports modified keys itself (see
+	// remote.Bus): writes then publish nothing.
+	tracking     atomic.Bool
+	modeLogged   atomic.Bool
+	malformedLog rateLimit
 
 	// ctx is cancelled by Close, which stops loads under way.
 	ctx    context.Context
@@ -73,17 +80,16 @@ func New(opts Options) (*Client, error) {
 	}
 	c := &Client{opts: o, keys: o.Keys, logs: opts.Logger != nil, seed: maphash.MakeSeed()}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	if o.L1MaxBytes > 0 {
-		c.l1, err = local.New[any](local.Config{
-			MaxBytes: o.L1MaxBytes,
-			Seed:     c.seed,
-			OnEvict:  c.counters.l1Evicted.inc,
-			OnReject: c.counters.l1Rejected.inc,
-		})
-		if err != nil {
-			c.cancel()
-			return nil, fmt.Errorf("tiered: %w", err)
-		}
+	// With the in-process tier disabled, a minimal one still keeps the
+	// generations that key flights and fence installs; it never holds values.
+	lcfg := local.Config{MaxBytes: o.L1MaxBytes, Seed: c.seed, OnEvict: c.counters.l1Evicted.inc, OnReject: c.counters.l1Rejected.inc}
+	if o.L1MaxBytes < 0 {
+		c.l1off = true
+		lcfg = local.Config{MaxBytes: 1 << 16, Counters: 1024, Seed: c.seed}
+	}
+	if c.l1, err = local.New[any](lcfg); err != nil {
+		c.cancel()
+		return nil, fmt.Errorf("tiered: %w", err)
 	}
 	if o.Redis != nil {
 		if err := c.connect(o); err != nil {
@@ -229,24 +235,12 @@ func (c *Client) Close() error {
 }
 
 // l1Invalidate drops a key's in-process copy and fails installs under way.
-func (c *Client) l1Invalidate(h uint64) {
-	if c.l1 != nil {
-		c.l1.Invalidate(h)
-	}
-}
+func (c *Client) l1Invalidate(h uint64) { c.l1.Invalidate(h) }
 
 // flushL1 makes every in-process copy read as a miss.
-func (c *Client) flushL1() {
-	if c.l1 != nil {
-		c.l1.Flush()
-	}
-}
+func (c *Client) flushL1() { c.l1.Flush() }
 
-func (c *Client) closeL1() {
-	if c.l1 != nil {
-		c.l1.Close()
-	}
-}
+func (c *Client) closeL1() { c.l1.Close() }
 
 // enter registers a load under way; it fails once Close has begun.
 func (c *Client) enter() bool {
@@ -304,7 +298,7 @@ func (c *Client) Stats() Stats {
 		LostInvalidations:      c.counters.lostInvalidations.load(),
 		ReplayedInvalidations:  c.counters.replayed.load(),
 	}
-	if c.l1 != nil {
+	if !c.l1off {
 		s.L1Dropped = c.l1.Dropped()
 		s.L1Bytes = c.l1.Cost()
 	}

@@ -27,6 +27,15 @@ func (l loader[V]) call(ctx context.Context) (V, error) {
 	return l.fn(ctx)
 }
 
+// read is what one read that missed in-process carries down the slow path.
+type read[V any] struct {
+	key string
+	h   uint64
+	co  call
+	s   local.Stamp // the key's stamp when the read began: it fences installs
+	ld  loader[V]
+}
+
 // Fetch returns the value of id, loading it with load on a miss
 // (cache-aside), with two guards against a stampede of loads:
 //
@@ -37,11 +46,14 @@ func (l loader[V]) call(ctx context.Context) (V, error) {
 //     that finds the lease held waits for the holder to fill the key, up
 //     to LeaseWait.
 //
-// A value loaded while the key was written or deleted elsewhere is returned
-// but never cached. If Redis fails, Fetch still answers from the loader,
+// A read never shares a load that began before a write of its key returned
+// in this process, or before an invalidation of it arrived here. A value
+// loaded while the key was written or deleted elsewhere is returned but
+// never cached. If Redis fails, Fetch still answers from the loader,
 // keeping the value in-process only for DegradedTTL. A loader error is
-// returned as is and nothing is cached; a loader panic becomes an error
-// wrapping ErrLoaderPanic for every caller sharing the load.
+// returned as is and nothing is cached; a panic in the loader or the codec
+// becomes an error wrapping ErrLoaderPanic for every caller sharing the
+// load.
 //
 // The load function escapes to the load's goroutine, so a closure that
 // captures variables costs an allocation even on a hit; Wrap avoids it.
@@ -110,99 +122,130 @@ func (c *Cache[V]) fetchTier(ctx context.Context, id string, ld loader[V], opts 
 type l2Hit[V any] struct{ v V }
 
 // fetchShared joins or starts this process's load of key and waits for it
-// as long as ctx allows.
+// as long as ctx allows. Flights are keyed by the key's stamp as well: a
+// local write or an applied invalidation moves the stamp, so a read that
+// starts after either never joins a flight that began before it.
 func (c *Cache[V]) fetchShared(ctx context.Context, key string, h uint64, ld loader[V], co call) (V, tier, error) {
 	var zero V
-	flightKey := key
+	r := &read[V]{key: key, h: h, co: co, s: c.stamp(h), ld: ld}
+	fk := make([]byte, 0, len(key)+24)
 	if co.refresh {
 		// A refresh must not be served by an ordinary read's flight.
-		flightKey = "refresh\x00" + key
+		fk = append(fk, "refresh\x00"...)
 	}
+	fk = r.s.AppendTo(append(append(fk, key...), 0))
 	leader := false
-	ch := c.group.DoChan(flightKey, func() (any, error) {
+	ch := c.group.DoChan(string(fk), func() (v any, err error) {
 		leader = true
+		// singleflight re-panics on a new goroutine, which nothing can
+		// recover: every panic of the load path ends here as an error.
+		defer c.recoverFlight(&err)
 		if !c.c.enter() {
 			return nil, ErrClosed
 		}
 		defer c.c.leave()
-		return c.flight(ctx, key, h, ld, co)
+		return c.flight(ctx, r)
 	})
 	select {
-	case r := <-ch:
+	case res := <-ch:
 		// The receive orders this read after the flight, which wrote leader
 		// if it was this caller's.
 		if !leader {
 			c.counters.coalesced.inc()
 		}
-		if r.Err != nil {
-			return zero, tierNone, r.Err
+		if res.Err != nil {
+			return zero, tierNone, res.Err
 		}
-		if hit, ok := r.Val.(l2Hit[V]); ok {
+		if hit, ok := res.Val.(l2Hit[V]); ok {
 			return hit.v, tierL2, nil
 		}
-		v, _ := r.Val.(V) // comma-ok: a nil interface value is a valid V
+		v, _ := res.Val.(V) // comma-ok: a nil interface value is a valid V
 		return v, tierNone, nil
 	case <-ctx.Done():
 		return zero, tierNone, fmt.Errorf("tiered: fetch %s: %w", key, ctx.Err())
 	}
 }
 
-// flight is the one load of key in this process.
-func (c *Cache[V]) flight(parent context.Context, key string, h uint64, ld loader[V], co call) (any, error) {
+// recoverFlight, deferred in a flight, turns a panic into a *PanicError.
+func (c *Cache[V]) recoverFlight(err *error) {
+	if p := recover(); p != nil {
+		*err = c.panicked(p)
+	}
+}
+
+func (c *Cache[V]) panicked(p any) error {
+	c.c.opts.Logger.Error("tiered: load panicked", "resource_type", c.resource, "panic", p)
+	return &PanicError{Value: p, Stack: debug.Stack()}
+}
+
+// flight is the one load of a key in this process for one stamp.
+func (c *Cache[V]) flight(parent context.Context, r *read[V]) (any, error) {
 	ctx, cancel := c.c.loadContext(parent)
 	defer cancel()
-	s := c.stamp(h)
 	if c.c.store == nil {
-		v, err := c.load(ctx, ld)
-		if err != nil {
-			return nil, err
-		}
-		c.installLoaded(h, key, v, co, false, s)
-		return v, nil
+		return c.loadLocal(ctx, r, false)
 	}
-	if !co.refresh {
-		start := time.Now()
-		data, err := c.c.store.Get(ctx, key)
-		c.c.metrics.observe(opGet, start)
+	if !r.co.refresh {
+		v, ok, err := c.readRedis(ctx, r, r.s)
 		switch {
-		case err == nil:
-			if v, ok := c.decode(ctx, key, data); ok {
-				c.counters.hitsL2.inc()
-				c.install(h, key, v, len(data), co.l1ttl, false, s)
-				return l2Hit[V]{v}, nil
-			}
-		case !errors.Is(err, remote.ErrMiss):
+		case ok:
+			return l2Hit[V]{v}, nil
+		case err != nil:
 			c.redisError("get", err)
-			return c.degradedLoad(ctx, key, h, ld, co, s)
+			return c.loadLocal(ctx, r, true)
 		}
 		c.counters.misses.inc()
 	}
-	return c.leasedLoad(ctx, key, h, ld, co, s)
+	return c.leasedLoad(ctx, r)
 }
 
-// leasedLoad loads key under the cross-process lease, or waits for the
-// process that holds it.
-func (c *Cache[V]) leasedLoad(ctx context.Context, key string, h uint64, ld loader[V], co call, s local.Stamp) (any, error) {
+// readRedis reads the key from Redis and keeps a value that decodes
+// in-process, fenced by s. A value that does not decode is a miss.
+func (c *Cache[V]) readRedis(ctx context.Context, r *read[V], s local.Stamp) (V, bool, error) {
+	start := time.Now()
+	data, err := c.c.store.Get(ctx, r.key)
+	c.c.metrics.observe(opGet, start)
+	if err != nil {
+		var zero V
+		if errors.Is(err, remote.ErrMiss) {
+			err = nil
+		}
+		return zero, false, err
+	}
+	v, ok := c.decode(r.key, data)
+	if ok {
+		c.counters.hitsL2.inc()
+		c.install(r.h, r.key, v, len(data), r.co.l1ttl, false, s)
+	}
+	return v, ok, nil
+}
+
+// leasedLoad loads the key under the cross-process lease, or waits for
+// the process that holds it. A refresh takes the lease from whoever holds
+// it: its value must win over any load that began before it.
+func (c *Cache[V]) leasedLoad(ctx context.Context, r *read[V]) (any, error) {
 	deadline := time.Now().Add(c.c.opts.LeaseWait)
 	for {
-		lease, err := c.c.leases.Acquire(ctx, key)
+		var lease *lock.Lease
+		var err error
+		if r.co.refresh {
+			lease, err = c.c.leases.Take(ctx, r.key)
+		} else {
+			lease, err = c.c.leases.Acquire(ctx, r.key)
+		}
 		switch {
 		case err == nil:
 			c.counters.leasesWon.inc()
-			return c.loadAndFill(ctx, key, h, lease, ld, co, s)
-		case errors.Is(err, lock.ErrHeld) && co.refresh:
-			// Whoever holds the lease is loading a fresh value and will
-			// cache it; waiting could return the value being replaced.
-			return c.load(ctx, ld)
+			return c.loadAndFill(ctx, r, lease)
 		case errors.Is(err, lock.ErrHeld):
 			c.counters.leasesWaited.inc()
-			v, found, err := c.waitForFill(ctx, key, h, deadline, co, s)
+			v, found, err := c.waitForFill(ctx, r, deadline)
 			switch {
 			case err != nil && ctx.Err() != nil:
-				return nil, fmt.Errorf("tiered: waiting for the load of %s: %w", key, ctx.Err())
+				return nil, fmt.Errorf("tiered: waiting for the load of %s: %w", r.key, ctx.Err())
 			case err != nil:
 				c.redisError("wait", err)
-				return c.degradedLoad(ctx, key, h, ld, co, s)
+				return c.loadLocal(ctx, r, true)
 			case found:
 				// Served by another process's load: a miss for this one.
 				return v, nil
@@ -213,95 +256,89 @@ func (c *Cache[V]) leasedLoad(ctx context.Context, key string, h uint64, ld load
 				c.counters.waitExpired.inc()
 				lctx, cancel := c.c.loadContext(ctx)
 				defer cancel()
-				return c.load(lctx, ld)
+				return c.load(lctx, r.ld)
 			}
 			// The lease went away without a value (a failed load or a
 			// delete): try to take it.
 		default:
 			c.redisError("lease", err)
-			return c.degradedLoad(ctx, key, h, ld, co, s)
+			return c.loadLocal(ctx, r, true)
 		}
 	}
 }
 
 // loadAndFill runs the loader under lease and stores the result if the
-// lease still holds.
-func (c *Cache[V]) loadAndFill(ctx context.Context, key string, h uint64, lease *lock.Lease, ld loader[V], co call, s local.Stamp) (any, error) {
+// lease still holds and, unless this is a refresh, nobody else wrote the
+// key meanwhile.
+func (c *Cache[V]) loadAndFill(ctx context.Context, r *read[V], lease *lock.Lease) (any, error) {
 	// Another process may have filled the key between our read and our
 	// lease; read again rather than load twice. A refresh wants a new value.
-	if !co.refresh {
-		data, err := c.c.store.Get(ctx, key)
+	if !r.co.refresh {
+		v, ok, err := c.readRedis(ctx, r, r.s)
 		switch {
-		case err == nil:
-			if v, ok := c.decode(ctx, key, data); ok {
-				c.release(ctx, lease)
-				c.install(h, key, v, len(data), co.l1ttl, false, s)
-				return l2Hit[V]{v}, nil
-			}
-		case !errors.Is(err, remote.ErrMiss):
+		case ok:
+			c.release(ctx, lease)
+			return l2Hit[V]{v}, nil
+		case err != nil:
 			// Redis failed after granting the lease: do not wait on it
 			// again for the fill; the lease expires on its own.
 			c.redisError("get", err)
-			return c.degradedLoad(ctx, key, h, ld, co, s)
+			return c.loadLocal(ctx, r, true)
 		}
 	}
-	v, err := c.load(ctx, ld)
+	v, err := c.load(ctx, r.ld)
 	if err != nil {
 		c.release(ctx, lease)
 		return nil, err
 	}
+	data, err := c.encode(r.key, v)
+	if err != nil {
+		c.release(ctx, lease)
+		return c.notCached(v, r.key, err)
+	}
 	// A refresh replaces a value this process may hold: stamp the stripe
 	// now, and install only if no other write to it comes in meanwhile.
-	before := s
-	if co.refresh {
-		before = c.stamp(h)
-	}
-	data, err := c.encode(key, v)
-	if err != nil {
-		c.release(ctx, lease)
-		c.c.opts.Logger.Warn("tiered: loaded value not cached", "key", key, "error", err)
-		return v, nil
-	}
-	// A fill of an absent key only wakes waiters; a refresh replaces a
-	// value other processes may hold, so it invalidates.
-	kind := remote.KindFill
-	if co.refresh {
-		kind = remote.KindInvalidate
-	}
-	msg, err := c.c.bus.Encode(kind, key)
-	if err != nil {
-		c.release(ctx, lease)
-		return v, nil
-	}
+	before := c.stamp(r.h)
+	channel, msg := c.c.fillNotice(r.key, r.co.refresh)
 	start := time.Now()
-	stored, err := lease.Fill(ctx, data, co.ttl, c.c.opts.Channel, msg)
+	err = lease.Fill(ctx, data, r.co.ttl, r.co.refresh, channel, msg)
 	c.c.metrics.observe(opSet, start)
 	switch {
+	case errors.Is(err, lock.ErrLost):
+		c.counters.leaseLost.inc()
+	case errors.Is(err, lock.ErrExists):
+		// Another writer (another service) stored the key meanwhile, or
+		// holds a value this cache cannot decode: theirs stays. Ours was
+		// loaded fresh, so it may serve here, fenced like any install.
+		c.counters.fillsRefused.inc()
+		c.keep(r, v, data, false, r.s)
 	case err != nil:
 		// Unknown whether it was stored, or whether a delete raced it:
 		// keep it out of this process. A refresh may have left peers
 		// with the old value: invalidate them when Redis answers.
 		c.redisError("fill", err)
-		if co.refresh {
-			c.c.l1Invalidate(h)
-			c.c.deferInvalidation(key)
+		if r.co.refresh {
+			c.c.l1Invalidate(r.h)
+			c.c.deferInvalidation(r.key)
 		}
-	case !stored:
-		c.counters.leaseLost.inc()
-	case co.refresh:
-		c.replaceLocal(h, key, v, len(data), co, before)
+	case r.co.refresh:
+		c.replaceLocalMany([]uint64{r.h}, []local.Stamp{before}, func(_ int, after local.Stamp) {
+			c.keep(r, v, data, false, after)
+		})
 	default:
-		c.install(h, key, v, len(data), co.l1ttl, false, s)
+		c.keep(r, v, data, false, r.s)
 	}
 	return v, nil
 }
 
-// replaceLocal puts a value this process just wrote in place of its copy:
-// replaceLocalMany for one key.
-func (c *Cache[V]) replaceLocal(h uint64, key string, v V, size int, co call, before local.Stamp) {
-	c.replaceLocalMany([]uint64{h}, []local.Stamp{before}, func(_ int, after local.Stamp) {
-		c.install(h, key, v, size, co.l1ttl, false, after)
-	})
+// notCached returns a loaded value that could not be encoded, uncached;
+// a codec panic is an error for every caller.
+func (c *Cache[V]) notCached(v V, key string, err error) (any, error) {
+	if errors.Is(err, ErrLoaderPanic) {
+		return nil, err
+	}
+	c.c.opts.Logger.Warn("tiered: loaded value not cached", "key", key, "error", err)
+	return v, nil
 }
 
 // release frees a lease whatever became of the context of the load that
@@ -313,25 +350,29 @@ func (c *Cache[V]) release(ctx context.Context, lease *lock.Lease) {
 	}
 }
 
-// waitForFill waits until key has a value in Redis, its lease is gone, or
-// deadline passes, re-reading Redis on every fill notification and on a
-// backoff in case a notification is lost.
-func (c *Cache[V]) waitForFill(ctx context.Context, key string, h uint64, deadline time.Time, co call, s local.Stamp) (v V, found bool, err error) {
+// waitForFill waits until the key has a value in Redis, its lease is gone,
+// or deadline passes, re-reading Redis on every fill or invalidation of
+// the key and on a backoff in case a notice is lost. Each read installs
+// under a stamp taken just before it: the notice that woke it moved the
+// read's first stamp.
+func (c *Cache[V]) waitForFill(ctx context.Context, r *read[V], deadline time.Time) (v V, found bool, err error) {
 	const minPoll, maxPoll = 5 * time.Millisecond, 100 * time.Millisecond
 	poll := minPoll
-	leaseKey := lock.Key(key)
+	leaseKey := lock.Key(r.key)
 	for {
-		woken := c.c.wake.wait(h) // before the read, so no fill is missed
-		data, held, err := c.c.store.GetWithLease(ctx, key, leaseKey)
+		woken := c.c.wake.wait(r.h) // before the read, so no notice is missed
+		s := c.stamp(r.h)
+		data, held, err := c.c.store.GetWithLease(ctx, r.key, leaseKey)
 		if err != nil {
 			return v, false, err
 		}
 		if data != nil {
-			if v, ok := c.decode(ctx, key, data); ok {
-				c.install(h, key, v, len(data), co.l1ttl, false, s)
+			if v, ok := c.decode(r.key, data); ok {
+				c.install(r.h, r.key, v, len(data), r.co.l1ttl, false, s)
 				return v, true, nil
 			}
-			held = false // deleted as corrupt: take the lease and load
+			// A value this cache cannot decode: load it ourselves.
+			return v, false, nil
 		}
 		left := time.Until(deadline)
 		if !held || left <= 0 {
@@ -350,29 +391,25 @@ func (c *Cache[V]) waitForFill(ctx context.Context, key string, h uint64, deadli
 	}
 }
 
-// degradedLoad serves a load without Redis, caching in-process briefly.
-func (c *Cache[V]) degradedLoad(ctx context.Context, key string, h uint64, ld loader[V], co call, s local.Stamp) (any, error) {
-	c.counters.degradedLoads.inc()
-	v, err := c.load(ctx, ld)
+// loadLocal serves a load without Redis: in L1-only mode, or degraded
+// (Redis failed), when the value stays in-process only briefly.
+func (c *Cache[V]) loadLocal(ctx context.Context, r *read[V], degraded bool) (any, error) {
+	if degraded {
+		c.counters.degradedLoads.inc()
+	}
+	v, err := c.load(ctx, r.ld)
 	if err != nil {
 		return nil, err
 	}
-	c.installLoaded(h, key, v, co, true, s)
-	return v, nil
-}
-
-// installLoaded caches a value that was not written to Redis; its size is
-// that of its encoding.
-func (c *Cache[V]) installLoaded(h uint64, key string, v V, co call, degraded bool, s local.Stamp) {
-	if c.c.l1 == nil || c.cfg.noL1 {
-		return
+	if c.noL1 {
+		return v, nil
 	}
-	data, err := c.encode(key, v)
+	data, err := c.encode(r.key, v)
 	if err != nil {
-		c.c.opts.Logger.Warn("tiered: loaded value not cached", "key", key, "error", err)
-		return
+		return c.notCached(v, r.key, err)
 	}
-	c.install(h, key, v, len(data), co.l1ttl, degraded, s)
+	c.keep(r, v, data, degraded, r.s)
+	return v, nil
 }
 
 // load calls the loader, turning a panic into an error.
@@ -385,9 +422,8 @@ func (c *Cache[V]) load(ctx context.Context, ld loader[V]) (v V, err error) {
 // endLoad, deferred around a loader call, turns its panic into an error
 // and records the load.
 func (c *Cache[V]) endLoad(start time.Time, err *error) {
-	if r := recover(); r != nil {
-		*err = &PanicError{Value: r, Stack: debug.Stack()}
-		c.c.opts.Logger.Error("tiered: loader panicked", "resource_type", c.resource, "panic", r)
+	if p := recover(); p != nil {
+		*err = c.panicked(p)
 	}
 	c.c.metrics.observe(opLoad, start)
 	if *err != nil {

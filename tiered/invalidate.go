@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tieredcache/tieredcache/internal/observe"
 	"github.com/tieredcache/tieredcache/lock"
 	"github.com/tieredcache/tieredcache/remote"
 )
@@ -20,6 +21,11 @@ func (h busHandler) Up(gap bool) {
 	c.flushL1()
 	if gap {
 		c.counters.flushGap.inc()
+	}
+	mode := c.busMode()
+	c.tracking.Store(mode == modeTracking)
+	if c.modeLogged.CompareAndSwap(false, true) {
+		c.opts.Logger.Info("tiered: invalidation mode", "mode", mode)
 	}
 	if c.degraded.Swap(false) && c.lastDown.Load() != nil {
 		c.opts.Logger.Info("tiered: Redis subscription restored; caching enabled", "gap", gap)
@@ -41,22 +47,12 @@ func (h busHandler) Down(err error) {
 	c.counters.flushDown.inc()
 }
 
+// Message applies an app-level message: another process's write or fill,
+// or an explicit invalidation from another service. A fill is of a key
+// loaded fresh into Redis; a copy here can only predate it (an expiry, a
+// write this process has not heard of yet), so it fences like any write.
 func (h busHandler) Message(m remote.Message) {
 	c := h.c
-	if m.Kind == remote.KindFill {
-		// A fill is of a key that was absent from Redis, loaded fresh. A
-		// copy here can only predate the key's expiry: drop it, without
-		// failing installs under way (they read the same fill), and wake
-		// whoever waits for the key.
-		for _, k := range m.Keys {
-			hash := c.hashString(k)
-			if c.l1 != nil && m.Origin != c.opts.InstanceID {
-				c.l1.Drop(hash)
-			}
-			c.wake.wake(hash)
-		}
-		return
-	}
 	if m.Origin == c.opts.InstanceID {
 		// Applied here when it was written; wake this process's waiters,
 		// whose next read will see the write.
@@ -66,16 +62,79 @@ func (h busHandler) Message(m remote.Message) {
 		return
 	}
 	c.counters.received.inc()
-	for _, k := range m.Keys {
-		hash := c.hashString(k)
-		c.l1Invalidate(hash)
-		c.wake.wake(hash)
+	c.invalidate(m.Keys)
+}
+
+// Invalidate applies Redis's own report of modified keys (tracking): any
+// writer's, this process's included, and expiry or eviction. nil keys mean
+// a FLUSHALL or FLUSHDB: everything goes.
+func (h busHandler) Invalidate(keys []string) {
+	c := h.c
+	if keys == nil {
+		c.flushL1()
+		c.counters.flushAll.inc()
+		return
 	}
+	c.counters.received.inc()
+	c.invalidate(keys)
 }
 
 func (h busHandler) Malformed(err error) {
 	h.c.counters.malformed.inc()
-	h.c.opts.Logger.Warn("tiered: ignored malformed invalidation message", "error", err)
+	h.c.malformedLog.warn(h.c.opts.Logger, "tiered: ignored malformed invalidation message", "error", err)
+}
+
+// invalidate drops keys' in-process copies, moves their generations (so
+// installs and flights that began before fail or are not joined), and
+// wakes whoever waits for them.
+func (c *Client) invalidate(keys []string) {
+	for _, k := range keys {
+		hash := c.hashString(k)
+		c.l1Invalidate(hash)
+		c.wake.wake(hash)
+	}
+	observe.Invalidated(keys)
+}
+
+// Invalidation modes (remote.Bus.Mode).
+const (
+	modeTracking = "tracking"
+	modePubSub   = "pubsub"
+)
+
+func (c *Client) busMode() string {
+	if m, ok := any(c.bus).(interface{ Mode() string }); ok {
+		return m.Mode()
+	}
+	return modePubSub
+}
+
+// fillNotice returns the channel and message a fill of key publishes: none
+// when Redis tracks the keys (the fill's write reaches every process as an
+// invalidation), else a fill notice, or for a refresh, which replaces a
+// value others may hold, an invalidation.
+func (c *Client) fillNotice(key string, refresh bool) (string, []byte) {
+	if c.tracking.Load() {
+		return "", nil
+	}
+	kind := remote.KindFill
+	if refresh {
+		kind = remote.KindInvalidate
+	}
+	msg, err := c.bus.Encode(kind, key)
+	if err != nil {
+		return "", nil
+	}
+	return c.opts.Channel, msg
+}
+
+// publishChannel is the channel writes publish on: none when Redis tracks
+// the keys itself.
+func (c *Client) publishChannel() string {
+	if c.tracking.Load() {
+		return ""
+	}
+	return c.opts.Channel
 }
 
 // deferInvalidation records keys whose write or delete failed on Redis:

@@ -3,6 +3,7 @@ package tiered
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/tieredcache/tieredcache/keys"
@@ -71,4 +72,37 @@ func orgID(ctx context.Context, opts []CallOption) (string, bool) {
 		}
 	}
 	return keys.TenantFrom(ctx)
+}
+
+// rateLimit lets one log line through per interval and counts the lines
+// it held back, so a flood of bad input (hostile bus traffic, a neighbour
+// writing values this cache cannot decode) costs counters, not a log line
+// each. The counters that go with those lines keep counting every event.
+type rateLimit struct {
+	next       atomic.Int64 // unix nanoseconds before which lines are held
+	suppressed atomic.Uint64
+}
+
+const logInterval = time.Second
+
+// allow reports whether a line may be logged now and, if so, how many were
+// held back since the last one.
+func (r *rateLimit) allow() (bool, uint64) {
+	now := time.Now().UnixNano()
+	next := r.next.Load()
+	if now < next || !r.next.CompareAndSwap(next, now+int64(logInterval)) {
+		r.suppressed.Add(1)
+		return false, 0
+	}
+	return true, r.suppressed.Swap(0)
+}
+
+// warn logs msg at warn level through r.
+func (r *rateLimit) warn(l *slog.Logger, msg string, args ...any) {
+	if ok, n := r.allow(); ok {
+		if n > 0 {
+			args = append(args, "suppressed_since_last", n)
+		}
+		l.Warn(msg, args...)
+	}
 }

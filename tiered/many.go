@@ -91,7 +91,7 @@ func (c *Cache[V]) readMany(ctx context.Context, pending []manyItem, out map[str
 	rest := pending[:0]
 	for i, it := range pending {
 		if vals[i] != nil {
-			if v, ok := c.decode(ctx, it.key, vals[i]); ok {
+			if v, ok := c.decode(it.key, vals[i]); ok {
 				c.counters.hitsL2.inc()
 				c.install(it.h, it.key, v, len(vals[i]), co.l1ttl, false, it.s)
 				out[it.id] = v
@@ -113,9 +113,16 @@ func (c *Cache[V]) loadManyLocal(ctx context.Context, pending []manyItem, load f
 		return err
 	}
 	for _, it := range pending {
-		if v, ok := loaded[it.id]; ok {
-			out[it.id] = v
-			c.installLoaded(it.h, it.key, v, co, degraded, it.s)
+		v, ok := loaded[it.id]
+		if !ok {
+			continue
+		}
+		out[it.id] = v
+		if c.noL1 {
+			continue
+		}
+		if data, err := c.encode(it.key, v); err == nil {
+			c.keep(&read[V]{key: it.key, h: it.h, co: co}, v, data, degraded, it.s)
 		}
 	}
 	return nil
@@ -169,44 +176,51 @@ func (c *Cache[V]) loadManyLeased(ctx context.Context, pending []manyItem, load 
 		filledKeys[j] = pending[i].key
 		before[j] = c.stamp(pending[i].h)
 	}
-	// A refresh replaces values other processes may hold: invalidate them.
-	kind := remote.KindFill
-	if co.refresh {
-		kind = remote.KindInvalidate
-	}
-	msgs, err := c.c.bus.EncodeAll(kind, filledKeys...)
-	if err != nil {
-		c.releaseMany(ctx, leasesOf(fills))
-		return fmt.Errorf("tiered: fetch many: %w", err)
+	channel, msgs := c.c.publishChannel(), [][]byte(nil)
+	if channel != "" {
+		// A refresh replaces values other processes may hold: invalidate them.
+		kind := remote.KindFill
+		if co.refresh {
+			kind = remote.KindInvalidate
+		}
+		if msgs, err = c.c.bus.EncodeAll(kind, filledKeys...); err != nil {
+			c.releaseMany(ctx, leasesOf(fills))
+			return fmt.Errorf("tiered: fetch many: %w", err)
+		}
 	}
 	start := time.Now()
-	stored, err := c.c.leases.FillMany(ctx, fills, c.c.opts.Channel, msgs)
+	results, err := c.c.leases.FillMany(ctx, fills, co.refresh, channel, msgs)
 	c.c.metrics.observe(opSet, start)
 	if err != nil {
-		// Some values may have been stored: keep them out of this process
-		// and let the leases go.
 		c.redisError("fill", err)
-		c.releaseMany(ctx, leasesOf(fills))
-		if co.refresh {
-			for _, i := range filled {
-				c.c.l1Invalidate(pending[i].h)
-			}
-			c.c.deferInvalidation(filledKeys...)
-		}
-		return nil
+		c.fillLog.warn(c.c.opts.Logger, "tiered: fetch many: values loaded but not cached", "resource_type", c.resource, "keys", len(fills), "error", err)
 	}
 	var replaced []int // indexes into filled, for a refresh
+	var failed []*lock.Lease
 	for j, i := range filled {
 		it := pending[i]
-		switch {
-		case !stored[j]:
+		r := &read[V]{key: it.key, h: it.h, co: co}
+		switch res := results[j]; {
+		case errors.Is(res, lock.ErrLost):
 			c.counters.leaseLost.inc()
+		case errors.Is(res, lock.ErrExists):
+			c.counters.fillsRefused.inc()
+			c.keep(r, out[it.id], fills[j].Value, false, it.s)
+		case res != nil:
+			// Unknown whether it was stored: keep it out of this process,
+			// let the lease go, and for a refresh invalidate the others.
+			failed = append(failed, fills[j].Lease)
+			if co.refresh {
+				c.c.l1Invalidate(it.h)
+				c.c.deferInvalidation(it.key)
+			}
 		case co.refresh:
 			replaced = append(replaced, j)
 		default:
-			c.install(it.h, it.key, out[it.id], len(fills[j].Value), co.l1ttl, false, it.s)
+			c.keep(r, out[it.id], fills[j].Value, false, it.s)
 		}
 	}
+	c.releaseMany(ctx, failed)
 	if len(replaced) > 0 {
 		hs := make([]uint64, len(replaced))
 		bs := make([]local.Stamp, len(replaced))
@@ -216,7 +230,7 @@ func (c *Cache[V]) loadManyLeased(ctx context.Context, pending []manyItem, load 
 		c.replaceLocalMany(hs, bs, func(k int, after local.Stamp) {
 			j := replaced[k]
 			it := pending[filled[j]]
-			c.install(it.h, it.key, out[it.id], len(fills[j].Value), co.l1ttl, false, after)
+			c.keep(&read[V]{key: it.key, h: it.h, co: co}, out[it.id], fills[j].Value, false, after)
 		})
 	}
 	return nil

@@ -91,8 +91,11 @@ var (
 		"Cross-process load leases by outcome: won (this process loaded), waited (another process held it), "+
 			"lost (a write came first; not cached), wait_expired (waited too long; loaded uncached).",
 		[]string{"resource_type", "outcome"}, nil)
-	descCorrupt = prometheus.NewDesc("cache_corrupt_values_total",
-		"Values in Redis that did not decode and were deleted, by resource type.", []string{"resource_type"}, nil)
+	descDecodeErrors = prometheus.NewDesc("cache_decode_errors_total",
+		"Values in Redis that did not decode, by resource type: read as misses and left in place, "+
+			"since another service may have written them.", []string{"resource_type"}, nil)
+	descFillsRefused = prometheus.NewDesc("cache_fills_refused_total",
+		"Loaded values not stored because another writer stored the key first, by resource type.", []string{"resource_type"}, nil)
 	descTooLarge = prometheus.NewDesc("cache_oversize_values_total",
 		"Values not written because their encoding exceeded the size limit, by resource type.", []string{"resource_type"}, nil)
 	descDegraded = prometheus.NewDesc("cache_degraded_loads_total",
@@ -190,7 +193,7 @@ func (col *collector) detach(c *Client) {
 func (col *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descHits, descMisses, descLoads, descLoadErrors, descCoalesced, descLeases,
-		descCorrupt, descTooLarge, descDegraded, descPublished, descReceived, descMalformed,
+		descDecodeErrors, descFillsRefused, descTooLarge, descDegraded, descPublished, descReceived, descMalformed,
 		descFlushes, descAdmissions, descEvictions, descL1Bytes, descRedisErrors, descRedisUp,
 		descBreakerOpen, descBreakerRejections, descPending, descReplayed, descLost,
 	} {
@@ -268,7 +271,8 @@ func (c *Client) addSeries(s series) {
 		add(descLeases, cs.LeasesWaited, r, "waited")
 		add(descLeases, cs.LeaseLost, r, "lost")
 		add(descLeases, cs.WaitExpired, r, "wait_expired")
-		add(descCorrupt, cs.Corrupt, r)
+		add(descDecodeErrors, cs.DecodeErrors, r)
+		add(descFillsRefused, cs.FillsRefused, r)
 		add(descTooLarge, cs.TooLarge, r)
 		add(descDegraded, cs.DegradedLoads, r)
 	}

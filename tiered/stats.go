@@ -42,7 +42,8 @@ type cacheCounters struct {
 	leasesWaited  counter
 	leaseLost     counter
 	waitExpired   counter
-	corrupt       counter
+	decodeErrors  counter
+	fillsRefused  counter
 	tooLarge      counter
 	degradedLoads counter
 }
@@ -68,9 +69,13 @@ type CacheStats struct {
 	// WaitExpired counts waits for another process's load that ran out, so
 	// this process loaded the value itself.
 	WaitExpired uint64
-	// Corrupt counts values in Redis that could not be decoded (each was
-	// deleted); TooLarge, values not written because of MaxValueBytes.
-	Corrupt, TooLarge uint64
+	// DecodeErrors counts values in Redis that did not decode, read as
+	// misses and left in place (another service may have written them);
+	// TooLarge, values not written because of MaxValueBytes.
+	DecodeErrors, TooLarge uint64
+	// FillsRefused counts loaded values not stored because another writer
+	// (one that takes no lease, like another service) wrote the key first.
+	FillsRefused uint64
 	// DegradedLoads counts loads run without Redis because it failed.
 	DegradedLoads uint64
 }
@@ -82,14 +87,14 @@ func (c *cacheCounters) snapshot(resource string) CacheStats {
 		Loads: c.loads.load(), LoadErrors: c.loadErrors.load(), Coalesced: c.coalesced.load(),
 		LeasesWon: c.leasesWon.load(), LeasesWaited: c.leasesWaited.load(),
 		LeaseLost: c.leaseLost.load(), WaitExpired: c.waitExpired.load(),
-		Corrupt: c.corrupt.load(), TooLarge: c.tooLarge.load(), DegradedLoads: c.degradedLoads.load(),
+		DecodeErrors: c.decodeErrors.load(), FillsRefused: c.fillsRefused.load(), TooLarge: c.tooLarge.load(), DegradedLoads: c.degradedLoads.load(),
 	}
 }
 
 // clientCounters are counts shared by a Client's caches.
 type clientCounters struct {
 	published, received, malformed counter
-	flushGap, flushDown            counter
+	flushGap, flushDown, flushAll  counter
 	l1Evicted, l1Rejected          counter
 	redisErrors                    [len(redisOps)]counter
 	breakerOpened, breakerRejected counter
@@ -97,7 +102,7 @@ type clientCounters struct {
 }
 
 // redisOps are the Redis operations whose failures are counted.
-var redisOps = [...]string{"get", "mget", "set", "delete", "lease", "fill", "release", "wait", "unlink", "replay"}
+var redisOps = [...]string{"get", "mget", "set", "delete", "lease", "fill", "release", "wait", "replay"}
 
 func (c *clientCounters) redisError(op string) {
 	for i, o := range redisOps {

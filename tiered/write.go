@@ -11,11 +11,15 @@ import (
 )
 
 // Set stores v under id in Redis (for the cache's or the call's TTL) and in
-// this process, and tells every other process to drop its copy. The Redis
-// write, the removal of any load lease on the key (so a load that started
-// earlier cannot overwrite v) and the invalidation are one atomic script.
-// If Redis fails, the local copy is dropped and the error wraps
-// ErrUnavailable.
+// this process, and every other process drops its copy. The Redis write and
+// the removal of any load lease on the key (so a load that started earlier
+// cannot overwrite v) are atomic. If Redis fails, the local copy is dropped
+// and the error wraps ErrUnavailable; the write is then fenced, so it can
+// never land in Redis later over a newer write (see remote.Store.Set).
+//
+// The in-process tier keeps its own copy of v (decoded from what was
+// written) when V holds pointers, maps or slices, so changing v afterwards
+// does not change what reads return.
 func (c *Cache[V]) Set(ctx context.Context, id string, v V, opts ...CallOption) error {
 	if c.c.debug(ctx) {
 		start := time.Now()
@@ -40,12 +44,14 @@ func (c *Cache[V]) set(ctx context.Context, id string, v V, opts []CallOption) e
 	}
 	before := c.stamp(h)
 	if c.c.store != nil {
-		msg, err := c.c.bus.Encode(remote.KindInvalidate, key)
-		if err != nil {
-			return fmt.Errorf("tiered: set %s: %w", key, err)
+		channel, msg := c.c.publishChannel(), []byte(nil)
+		if channel != "" {
+			if msg, err = c.c.bus.Encode(remote.KindInvalidate, key); err != nil {
+				return fmt.Errorf("tiered: set %s: %w", key, err)
+			}
 		}
 		start := time.Now()
-		err = c.c.store.Set(ctx, remote.Entry{Key: key, Lease: lock.Key(key), Value: data, TTL: co.ttl}, c.c.opts.Channel, msg)
+		err = c.c.store.Set(ctx, remote.Entry{Key: key, Lease: lock.Key(key), Value: data, TTL: co.ttl}, channel, msg)
 		c.c.metrics.observe(opSet, start)
 		if err != nil {
 			// Applied or not, the write may have left stale copies around.
@@ -58,7 +64,10 @@ func (c *Cache[V]) set(ctx context.Context, id string, v V, opts []CallOption) e
 	// Keep the new value locally unless another write to this key's stripe
 	// came in while ours was in flight: then ours may not be the latest,
 	// and the next read goes to Redis.
-	c.replaceLocal(h, key, v, len(data), co, before)
+	r := &read[V]{key: key, h: h, co: co}
+	c.replaceLocalMany([]uint64{h}, []local.Stamp{before}, func(_ int, after local.Stamp) {
+		c.keep(r, v, data, false, after)
+	})
 	return nil
 }
 
@@ -89,12 +98,14 @@ func (c *Cache[V]) del(ctx context.Context, id string, opts []CallOption) error 
 	if c.c.store == nil {
 		return nil
 	}
-	msg, err := c.c.bus.Encode(remote.KindInvalidate, key)
-	if err != nil {
-		return fmt.Errorf("tiered: delete %s: %w", key, err)
+	channel, msg := c.c.publishChannel(), []byte(nil)
+	if channel != "" {
+		if msg, err = c.c.bus.Encode(remote.KindInvalidate, key); err != nil {
+			return fmt.Errorf("tiered: delete %s: %w", key, err)
+		}
 	}
 	start := time.Now()
-	err = c.c.store.Delete(ctx, key, lock.Key(key), c.c.opts.Channel, msg)
+	err = c.c.store.Delete(ctx, key, lock.Key(key), channel, msg)
 	c.c.metrics.observe(opDelete, start)
 	// Again after the write: a load that read Redis before the delete and
 	// installs after the first invalidation must fail too.
@@ -175,12 +186,15 @@ func (c *Cache[V]) warmBatch(ctx context.Context, batch []warmItem[V], co call) 
 			entries[i] = remote.Entry{Key: it.key, Lease: lock.Key(it.key), Value: it.data, TTL: co.ttl}
 			keyList[i] = it.key
 		}
-		msgs, err := c.c.bus.EncodeAll(remote.KindInvalidate, keyList...)
-		if err != nil {
-			return fmt.Errorf("tiered: warm: %w", err)
+		channel, msgs := c.c.publishChannel(), [][]byte(nil)
+		if channel != "" {
+			var err error
+			if msgs, err = c.c.bus.EncodeAll(remote.KindInvalidate, keyList...); err != nil {
+				return fmt.Errorf("tiered: warm: %w", err)
+			}
 		}
 		start := time.Now()
-		err = c.c.store.SetMany(ctx, entries, c.c.opts.Channel, msgs)
+		err := c.c.store.SetMany(ctx, entries, channel, msgs)
 		c.c.metrics.observe(opSet, start)
 		if err != nil {
 			for _, it := range batch {
@@ -196,7 +210,7 @@ func (c *Cache[V]) warmBatch(ctx context.Context, batch []warmItem[V], co call) 
 		hs[i] = it.h
 	}
 	c.replaceLocalMany(hs, before, func(i int, after local.Stamp) {
-		c.install(batch[i].h, batch[i].key, batch[i].v, len(batch[i].data), co.l1ttl, false, after)
+		c.keep(&read[V]{key: batch[i].key, h: batch[i].h, co: co}, batch[i].v, batch[i].data, false, after)
 	})
 	return nil
 }
@@ -207,9 +221,6 @@ func (c *Cache[V]) warmBatch(ctx context.Context, batch []warmItem[V], co call) 
 // meanwhile and install is not called for it: the next read goes to Redis.
 func (c *Cache[V]) replaceLocalMany(hs []uint64, before []local.Stamp, install func(i int, after local.Stamp)) {
 	l1 := c.c.l1
-	if l1 == nil {
-		return
-	}
 	perStripe := make(map[int]uint64, len(hs))
 	for _, h := range hs {
 		l1.Invalidate(h)

@@ -3,8 +3,14 @@ package guard
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 )
+
+// ErrRefused is wrapped, beside the guard's own error, by the error of a
+// call the guard refused: nothing was sent.
+var ErrRefused = errors.New("call refused by the circuit breaker")
 
 // Guard admits or refuses calls: a circuit breaker. Allow returns an error
 // to refuse a call; otherwise the caller reports the call's error (nil on
@@ -22,7 +28,7 @@ func Run(ctx context.Context, g Guard, timeout time.Duration, f func(ctx context
 	if g != nil {
 		d, err := g.Allow()
 		if err != nil {
-			return err
+			return fmt.Errorf("%w: %w", ErrRefused, err)
 		}
 		done = d
 	}

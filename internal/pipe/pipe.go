@@ -4,7 +4,10 @@ package pipe
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -68,4 +71,53 @@ func Err[C redis.Cmder](err error, cmds ...C) error {
 		return nil
 	}
 	return err
+}
+
+// StageKey returns a fresh staging key for a write guarded by lease: it
+// hashes to the Redis Cluster slot of lease, and so of its value key.
+func StageKey(lease string) string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return lease + ":stage:" + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// Staged is one value written through a staging key: the value goes to
+// Stage with a plain SET (never as a script argument, whose copy would
+// block Redis for everyone), then Script decides with Keys and Args whether
+// to RENAME it into place. Stage must hash to the slot of the keys.
+type Staged struct {
+	Stage string
+	Value []byte
+	TTL   time.Duration // of the staged value; the RENAME carries it over
+	Keys  []string
+	Args  []any
+}
+
+// RunStaged pipelines, for each write, SET Stage Value PX TTL and the
+// script over its keys, followed by msgs on channel as WriteThenPublish
+// orders them. The script runs by EVALSHA; if Redis does not know it (a
+// restart, a failover), everything runs again with EVAL. It returns each
+// script's reply.
+func RunStaged(ctx context.Context, rdb Pipeliner, ordered bool, script *redis.Script, writes []Staged, channel string, msgs [][]byte) ([]*redis.Cmd, error) {
+	cmds := make([]*redis.Cmd, len(writes))
+	run := func(eval bool) error {
+		return WriteThenPublish(ctx, rdb, ordered, func(p redis.Pipeliner) {
+			for i, w := range writes {
+				p.Set(ctx, w.Stage, w.Value, w.TTL)
+				if eval {
+					cmds[i] = script.Eval(ctx, p, w.Keys, w.Args...)
+				} else {
+					cmds[i] = script.EvalSha(ctx, p, w.Keys, w.Args...)
+				}
+			}
+		}, channel, msgs)
+	}
+	err := run(false)
+	for _, c := range cmds {
+		if c != nil && redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+			err = run(true)
+			break
+		}
+	}
+	return cmds, err
 }
