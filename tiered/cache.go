@@ -23,15 +23,15 @@ const keyBufSize = 160
 // values in the process: what a read returns is shared with other readers
 // and must not be modified.
 type Cache[V any] struct {
-	c        *Client
-	resource string
-	keys     *keys.Resource
-	base     call // the options of a call that gives none
-	cfg      cacheConfig
-	noL1     bool // values stay out of the in-process tier
-	alias    bool // a V can share memory with its writer: keep copies
-	group    singleflight.Group
-	counters cacheCounters
+	c                  *Client
+	resource           string
+	keys               *keys.Resource
+	base               call // the options of a call that gives none
+	cfg                cacheConfig
+	noL1               bool // values stay out of the in-process tier
+	alias              bool // a V can share memory with its writer: keep copies
+	group              singleflight.Group
+	counters           cacheCounters
 	decodeLog, fillLog rateLimit
 }
 

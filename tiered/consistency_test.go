@@ -120,7 +120,7 @@ func TestFillNoticeFencesALateInstall(t *testing.T) {
 	e.rdb.Set(ctx, key, `{"id":"1","email":"v1"}`, time.Minute)
 	read := make(chan User, 1)
 	go func() { u, _ := slow.Get(ctx, "1"); read <- u }()
-	<-gate.entered // read v1 from Redis, not installed yet
+	<-gate.entered      // read v1 from Redis, not installed yet
 	e.rdb.Del(ctx, key) // the key expires
 	before := e.client.Stats().InvalidationsReceived
 	if _, err := peer.Fetch(ctx, "1", func(context.Context) (User, error) { return User{ID: "1", Email: "v2"}, nil }); err != nil {
