@@ -27,7 +27,6 @@ import (
 // from it. Make one per process with New and Close it on shutdown.
 type Client struct {
 	opts   Options
-	logs   bool // a Logger was given
 	keys   *keys.Builder
 	l1     *local.Cache[any] // always set: its stamps fence every install and flight
 	l1off  bool              // L1MaxBytes < 0: the tier holds no values, only stamps
@@ -78,7 +77,7 @@ func New(opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{opts: o, keys: o.Keys, logs: opts.Logger != nil, seed: maphash.MakeSeed()}
+	c := &Client{opts: o, keys: o.Keys, seed: maphash.MakeSeed()}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	// With the in-process tier disabled, a minimal one still keeps the
 	// generations that key flights and fence installs; it never holds values.
@@ -185,10 +184,9 @@ func newInstanceID() string {
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
 
-// debug reports whether operations are to be logged: never when no Logger
-// was given, without asking the handler.
+// debug reports whether operations are to be logged.
 func (c *Client) debug(ctx context.Context) bool {
-	return c.logs && c.opts.Logger.Enabled(ctx, slog.LevelDebug)
+	return c.opts.Logger.Enabled(ctx, slog.LevelDebug)
 }
 
 // InstanceID returns the id this process publishes invalidations under.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -250,4 +251,15 @@ func TestSetDoesNotAliasTheCallersValue(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestPanicErrorUnwrapsTheValue: a loader that panics with an error is
+// both ErrLoaderPanic and that error.
+func TestPanicErrorUnwrapsTheValue(t *testing.T) {
+	_, users := l1Only(t)
+	_, err := users.Fetch(context.Background(), "1", func(context.Context) (User, error) { panic(io.EOF) })
+	var pe *tiered.PanicError
+	if !errors.Is(err, tiered.ErrLoaderPanic) || !errors.Is(err, io.EOF) || !errors.As(err, &pe) {
+		t.Fatalf("Fetch after panic(io.EOF) = %v", err)
+	}
 }

@@ -37,7 +37,8 @@ var (
 	ErrLoaderPanic = errors.New("tiered: loader panicked")
 )
 
-// PanicError carries a loader's panic. It unwraps to ErrLoaderPanic.
+// PanicError carries a panic of a loader or codec. It unwraps to
+// ErrLoaderPanic and, when the panic value is an error, to that error too.
 type PanicError struct {
 	Value any
 	Stack []byte
@@ -47,7 +48,12 @@ func (e *PanicError) Error() string {
 	return fmt.Sprintf("tiered: loader panicked: %v", e.Value)
 }
 
-func (e *PanicError) Unwrap() error { return ErrLoaderPanic }
+func (e *PanicError) Unwrap() []error {
+	if err, ok := e.Value.(error); ok {
+		return []error{ErrLoaderPanic, err}
+	}
+	return []error{ErrLoaderPanic}
+}
 
 // unavailable marks err, from a Redis call, as ErrUnavailable.
 func unavailable(op, key string, err error) error {

@@ -100,7 +100,9 @@ type Options struct {
 	// Registerer receives the Client's Prometheus metrics. Nil: none.
 	Registerer prometheus.Registerer
 
-	// Logger receives the Client's logs. Nil: none. At debug level every
+	// Logger receives the Client's logs. Default: slog.Default(), so that
+	// a Redis that cannot be reached is reported as the Python template
+	// reports it ("Failed to connect to Redis: ... Caching disabled."). At debug level every
 	// operation logs a line with operation, resource_type, cache_hit,
 	// duration_ms, request_id and org_id, as the Python template does; the
 	// check for the level is all it costs when debug is off.
@@ -187,7 +189,7 @@ func (o Options) resolve() (Options, error) {
 		o.InstanceID = newInstanceID()
 	}
 	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
+		o.Logger = slog.Default()
 	}
 	if o.RequestID == nil {
 		o.RequestID = RequestIDFrom
