@@ -319,8 +319,8 @@ type Fill struct {
 // batchKeys keys and about batchBytes of values, so that it stays well
 // inside one call's timeout.
 const (
-	batchKeys  = 1000
-	batchBytes = 4 << 20
+	batchKeys  = 200
+	batchBytes = 1 << 20
 )
 
 // FillMany runs Fill (not replacing, unless replace) for each entry,

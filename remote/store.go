@@ -136,7 +136,7 @@ func (s *Store) MGet(ctx context.Context, keys []string) ([][]byte, error) {
 }
 
 // mgetBatch is the most keys one MGet call reads.
-const mgetBatch = 1000
+const mgetBatch = 500
 
 func (s *Store) mget(ctx context.Context, keys []string) ([][]byte, error) {
 	out := make([][]byte, len(keys))

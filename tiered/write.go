@@ -119,14 +119,15 @@ func (c *Cache[V]) del(ctx context.Context, id string, opts []CallOption) error 
 }
 
 // warmBatch and warmBatchBytes bound the values Warm writes per round
-// trip: a thousand, and 4 MiB.
+// trip: two hundred, and 1 MiB, which a loaded Redis writes well inside
+// one OpTimeout.
 const (
-	warmBatch      = 1000
-	warmBatchBytes = 4 << 20
+	warmBatch      = 200
+	warmBatchBytes = 1 << 20
 )
 
 // Warm stores many values at once (the template's cache warming), in
-// pipelined round trips of up to a thousand values, each followed by one
+// pipelined round trips of up to two hundred values, each followed by one
 // invalidation message for its keys. It is not atomic: on error, earlier
 // batches were written.
 func (c *Cache[V]) Warm(ctx context.Context, values map[string]V, opts ...CallOption) error {
