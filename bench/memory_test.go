@@ -197,7 +197,7 @@ func BenchmarkMemory(b *testing.B) {
 	// How many entries are memFill budgets' worth by our accounting.
 	one := makeUser("b-100000")
 	data, _ := json.Marshal(one)
-	perEntry := int64(len(data)) + int64(len(memKey(one.ID))) + local.EntryOverhead
+	perEntry := int64(len(data)) + int64(len(memKey(one.ID))) + entryOverhead(b)
 	budgetIDs := ids("b", int(memFill*memBudget/perEntry))
 	for _, impl := range []string{"tiered", "ristretto"} {
 		b.Run("scenario=budget/impl="+impl, func(b *testing.B) {
@@ -239,4 +239,18 @@ func writeHeapProfile(b *testing.B, name string) {
 	check(b, err)
 	defer f.Close()
 	check(b, pprof.WriteHeapProfile(f))
+}
+
+// entryOverhead measures what the in-process tier accounts to one entry
+// beyond its key and value.
+func entryOverhead(b *testing.B) int64 {
+	c, err := local.New[[]byte](local.Config{MaxBytes: 1 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	h := c.HashString("k")
+	c.Install(h, "k", nil, 0, 0, c.Stamp(h))
+	c.Wait()
+	return c.Cost() - int64(len("k"))
 }

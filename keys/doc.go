@@ -11,7 +11,7 @@
 // without a tenant is [ErrTenantRequired], so a request that lost its tenant
 // cannot read or write another tenant's data.
 //
-// Every part is validated. A part that is empty, longer than [MaxPartLen]
+// Every part is validated. A part that is empty, longer than 256 bytes
 // bytes, not valid UTF-8, or that contains ':', whitespace, control
 // characters or the Redis Cluster hash-tag braces '{' and '}' is
 // [ErrInvalidKey]. The separator rule is what makes tenant isolation hold:

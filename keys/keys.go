@@ -13,8 +13,8 @@ import (
 // when asked for explicitly with Tenant(Global) or WithTenant(ctx, Global).
 const Global = "global"
 
-// MaxPartLen is the longest accepted key part, in bytes.
-const MaxPartLen = 256
+// maxPartLen is the longest accepted key part, in bytes.
+const maxPartLen = 256
 
 const defaultVersion = "v1"
 
@@ -69,12 +69,6 @@ func New(prefix string, opts ...Option) (*Builder, error) {
 // Prefix returns the builder's prefix.
 func (b *Builder) Prefix() string { return b.prefix }
 
-// TenantIsolation reports whether the builder enforces tenant isolation.
-func (b *Builder) TenantIsolation() bool { return b.enforce }
-
-// Version returns the version used when a call gives none.
-func (b *Builder) Version() string { return b.version }
-
 // Part is an optional component of one key: its tenant, version or suffix.
 // Parts are plain values, so passing them costs no allocation.
 type Part struct {
@@ -103,22 +97,15 @@ func Suffix(s string) Part { return Part{partSuffix, s} }
 
 // Build returns the key for resource and id.
 func (b *Builder) Build(ctx context.Context, resource, id string, parts ...Part) (string, error) {
+	if err := validate("resource", resource); err != nil {
+		return "", err
+	}
 	var buf [192]byte
-	k, err := b.Append(buf[:0], ctx, resource, id, parts...)
+	k, err := b.resource(resource).Append(buf[:0], ctx, id, parts...)
 	if err != nil {
 		return "", err
 	}
 	return string(k), nil
-}
-
-// Append appends the key for resource and id to dst and returns the
-// extended slice. With a dst of enough capacity it does not allocate, which
-// is what lets a cache look a key up without building a string.
-func (b *Builder) Append(dst []byte, ctx context.Context, resource, id string, parts ...Part) ([]byte, error) {
-	if err := validate("resource", resource); err != nil {
-		return dst, err
-	}
-	return b.resource(resource).Append(dst, ctx, id, parts...)
 }
 
 // Resource is a Builder bound to one validated resource type: it builds
@@ -158,9 +145,6 @@ func (r *Resource) WithVersion(v string) (*Resource, error) {
 	return &c, nil
 }
 
-// Name returns the resource type.
-func (r *Resource) Name() string { return r.name }
-
 // Build returns the key for id.
 func (r *Resource) Build(ctx context.Context, id string, parts ...Part) (string, error) {
 	var buf [192]byte
@@ -171,7 +155,9 @@ func (r *Resource) Build(ctx context.Context, id string, parts ...Part) (string,
 	return string(k), nil
 }
 
-// Append appends the key for id to dst, as Builder.Append does.
+// Append appends the key for id to dst and returns the extended slice. With
+// a dst of enough capacity it does not allocate, which is what lets a cache
+// look a key up without building a string.
 func (r *Resource) Append(dst []byte, ctx context.Context, id string, parts ...Part) ([]byte, error) {
 	tenant, version, suffix, err := r.b.resolve(ctx, parts)
 	if err != nil {
@@ -238,10 +224,6 @@ func (b *Builder) resolve(ctx context.Context, parts []Part) (tenant, version, s
 	return tenant, version, suffix, nil
 }
 
-// ValidatePart reports whether s is acceptable as a key part; what names
-// the part in the error.
-func ValidatePart(what, s string) error { return validate(what, s) }
-
 // rejected marks the bytes a part may not hold; bytes from 0x80 up are
 // marked too, sending the part to the Unicode check.
 var rejected = func() (t [256]bool) {
@@ -259,8 +241,8 @@ func validate(what, s string) error {
 	if s == "" {
 		return &partError{what: what, val: s, why: "is empty"}
 	}
-	if len(s) > MaxPartLen {
-		return &partError{what: what, val: s[:32] + "...", why: fmt.Sprintf("is longer than %d bytes", MaxPartLen)}
+	if len(s) > maxPartLen {
+		return &partError{what: what, val: s[:32] + "...", why: fmt.Sprintf("is longer than %d bytes", maxPartLen)}
 	}
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; rejected[c] {

@@ -52,7 +52,11 @@ func TestBuildLayout(t *testing.T) {
 			if got != tt.want {
 				t.Fatalf("Build = %q, want %q", got, tt.want)
 			}
-			app, err := tt.b.Append([]byte("x|"), tt.ctx, tt.resource, tt.id, tt.parts...)
+			r, err := tt.b.Resource(tt.resource)
+			if err != nil {
+				t.Fatal(err)
+			}
+			app, err := r.Append([]byte("x|"), tt.ctx, tt.id, tt.parts...)
 			if err != nil || string(app) != "x|"+tt.want {
 				t.Fatalf("Append = %q, %v; want %q", app, err, "x|"+tt.want)
 			}
@@ -69,7 +73,7 @@ func TestResource(t *testing.T) {
 		t.Fatalf("Resource(us:er) = %v", err)
 	}
 	r, err := b.Resource("user")
-	if err != nil || r.Name() != "user" {
+	if err != nil {
 		t.Fatalf("Resource(user) = %v, %v", r, err)
 	}
 	ctx := keys.WithTenant(context.Background(), "org-123")
@@ -102,9 +106,6 @@ func TestTenantRequired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !b.TenantIsolation() {
-		t.Fatal("TenantIsolation() = false")
-	}
 	_, err = b.Build(context.Background(), "user", "1")
 	if !errors.Is(err, keys.ErrTenantRequired) {
 		t.Fatalf("Build without tenant = %v, want ErrTenantRequired", err)
@@ -117,7 +118,7 @@ func TestInvalidParts(t *testing.T) {
 		t.Fatal(err)
 	}
 	bg := context.Background()
-	long := strings.Repeat("a", keys.MaxPartLen+1)
+	long := strings.Repeat("a", 257) // parts are at most 256 bytes
 	tests := []struct {
 		name     string
 		ctx      context.Context
@@ -157,8 +158,11 @@ func TestInvalidParts(t *testing.T) {
 			}
 		})
 	}
-	if err := keys.ValidatePart("id", strings.Repeat("a", keys.MaxPartLen)); err != nil {
-		t.Fatalf("part of MaxPartLen bytes rejected: %v", err)
+	if _, err := b.Build(bg, "user", strings.Repeat("a", 256)); err != nil {
+		t.Fatalf("part of 256 bytes rejected: %v", err)
+	}
+	if _, err := b.Build(bg, "user", strings.Repeat("a", 257)); !errors.Is(err, keys.ErrInvalidKey) {
+		t.Fatalf("part of 257 bytes = %v, want ErrInvalidKey", err)
 	}
 }
 
@@ -184,14 +188,18 @@ func TestTenantFrom(t *testing.T) {
 }
 
 func TestAppendDoesNotAllocate(t *testing.T) {
-	b, err := keys.New("fastapi_template")
+	kb, err := keys.New("fastapi_template")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := kb.Resource("user")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := keys.WithTenant(context.Background(), "org-123")
 	buf := make([]byte, 0, 128)
 	allocs := testing.AllocsPerRun(100, func() {
-		_, _ = b.Append(buf[:0], ctx, "user", "uuid-456", keys.Suffix("with_memberships"))
+		_, _ = r.Append(buf[:0], ctx, "uuid-456", keys.Suffix("with_memberships"))
 	})
 	if allocs != 0 {
 		t.Fatalf("Append allocates %v times per call, want 0", allocs)
@@ -203,11 +211,15 @@ func BenchmarkAppend(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	r, err := kb.Resource("user")
+	if err != nil {
+		b.Fatal(err)
+	}
 	ctx := keys.WithTenant(context.Background(), "org-123")
 	buf := make([]byte, 0, 128)
 	b.ReportAllocs()
 	for b.Loop() {
-		buf, _ = kb.Append(buf[:0], ctx, "user", "uuid-456")
+		buf, _ = r.Append(buf[:0], ctx, "uuid-456")
 	}
 }
 

@@ -12,11 +12,11 @@ import (
 	"github.com/dgraph-io/ristretto/v2"
 )
 
-// EntryOverhead is the estimated memory, in bytes, that one entry costs
+// entryOverhead is the estimated memory, in bytes, that one entry costs
 // beyond its key and value: the entry itself, ristretto's store item and
 // map slot, and its admission and eviction bookkeeping. It is added to the
 // cost of every Install so that MaxBytes bounds memory, not just payload.
-const EntryOverhead = 184
+const entryOverhead = 184
 
 const numStripes = 4096
 
@@ -62,13 +62,9 @@ type Stamp struct {
 	gen, epoch uint64
 }
 
-// Follows reports whether s was taken right after exactly one Invalidate
-// of the stripe that prev was taken of, with no Flush between: the
-// invalidation of a writer that took prev before its write, and no other.
-func (s Stamp) Follows(prev Stamp) bool { return s.FollowsN(prev, 1) }
-
-// FollowsN is Follows for a writer that invalidated n keys of the stripe.
-func (s Stamp) FollowsN(prev Stamp, n uint64) bool {
+// follows reports whether s was taken right after exactly n Invalidates
+// of the stripe that prev was taken of, with no Flush between.
+func (s Stamp) follows(prev Stamp, n uint64) bool {
 	return s.epoch == prev.epoch && s.gen == prev.gen+n
 }
 
@@ -80,9 +76,9 @@ func (s Stamp) AppendTo(dst []byte) []byte {
 	return binary.LittleEndian.AppendUint64(dst, s.epoch)
 }
 
-// StripeOf returns the stripe of the key whose hash is h: keys of one
+// stripeOf returns the stripe of the key whose hash is h: keys of one
 // stripe share a generation.
-func StripeOf(h uint64) int { return int((h >> 32) % numStripes) }
+func stripeOf(h uint64) int { return int((h >> 32) % numStripes) }
 
 type entry[V any] struct {
 	key     string
@@ -107,7 +103,7 @@ type Cache[V any] struct {
 
 	// now is a coarse clock, nanoseconds since start on the monotonic
 	// clock (a step of the wall clock moves nothing), advanced every
-	// ClockTick by the cache's own goroutine: reading the clock on every
+	// clockTick by the cache's own goroutine: reading the clock on every
 	// lookup would cost more than the rest of the lookup.
 	start     time.Time
 	now       atomic.Int64
@@ -115,9 +111,9 @@ type Cache[V any] struct {
 	clockDone chan struct{}
 }
 
-// ClockTick is the resolution of expiry: an entry may be served up to one
+// clockTick is the resolution of expiry: an entry may be served up to one
 // tick after its TTL has passed.
-const ClockTick = 5 * time.Millisecond
+const clockTick = 5 * time.Millisecond
 
 // New returns a Cache with the given budget.
 func New[V any](cfg Config) (*Cache[V], error) {
@@ -170,7 +166,7 @@ func New[V any](cfg Config) (*Cache[V], error) {
 
 func (c *Cache[V]) tick() {
 	defer close(c.clockDone)
-	t := time.NewTicker(ClockTick)
+	t := time.NewTicker(clockTick)
 	defer t.Stop()
 	for {
 		select {
@@ -182,10 +178,8 @@ func (c *Cache[V]) tick() {
 	}
 }
 
-// Hash returns the lookup hash of key.
-func (c *Cache[V]) Hash(key []byte) uint64 { return maphash.Bytes(c.seed, key) }
-
-// HashString returns the lookup hash of key; it equals Hash([]byte(key)).
+// HashString returns the lookup hash of key: maphash of the key under the
+// cache's Seed.
 func (c *Cache[V]) HashString(key string) uint64 { return maphash.String(c.seed, key) }
 
 // Get returns the value stored for key, whose hash is h.
@@ -223,7 +217,7 @@ func (c *Cache[V]) Stamp(h uint64) Stamp {
 
 // Install stores v under key (hash h) for ttl (zero means no expiry), if
 // neither Invalidate for this key's stripe nor Flush ran since s was taken.
-// cost is the value's size in bytes; the key and EntryOverhead are added.
+// cost is the value's size in bytes; the key and entryOverhead are added.
 // It reports whether the value was handed to the cache, which may still
 // drop or reject it.
 func (c *Cache[V]) Install(h uint64, key string, v V, cost int64, ttl time.Duration, s Stamp) bool {
@@ -244,7 +238,7 @@ func (c *Cache[V]) Install(h uint64, key string, v V, cost int64, ttl time.Durat
 	// No TTL for ristretto: it would read the system clock on every Get.
 	// An expired entry reads as a miss here, holds its cost until evicted
 	// or replaced, and never more than the budget allows.
-	if !c.rc.Set(h, e, cost+int64(len(key))+EntryOverhead) {
+	if !c.rc.Set(h, e, cost+int64(len(key))+entryOverhead) {
 		c.dropped.Add(1)
 		return false
 	}
@@ -267,6 +261,26 @@ func (c *Cache[V]) drop(h uint64) {
 	}
 	defer closeRace()
 	c.rc.Del(h)
+}
+
+// Replace drops the keys whose hashes are hs, moving their stripes'
+// generations, for a writer that stamped each key (before) before writing
+// it and now installs what it wrote: after[i] is the stamp to install key
+// i with, and ok[i] is false where another write or invalidation of the
+// key's stripe came in meanwhile, so the writer's value may not be the
+// latest and must not be installed.
+func (c *Cache[V]) Replace(hs []uint64, before []Stamp) (after []Stamp, ok []bool) {
+	perStripe := make(map[int]uint64, len(hs))
+	for _, h := range hs {
+		c.Invalidate(h)
+		perStripe[stripeOf(h)]++
+	}
+	after, ok = make([]Stamp, len(hs)), make([]bool, len(hs))
+	for i, h := range hs {
+		after[i] = c.Stamp(h)
+		ok[i] = after[i].follows(before[i], perStripe[stripeOf(h)])
+	}
+	return after, ok
 }
 
 // Flush makes every entry read as a miss and fails every install stamped
@@ -320,5 +334,5 @@ const closeGrace = 2 * time.Millisecond
 
 func (c *Cache[V]) stripe(h uint64) *stripe {
 	// The low bits pick ristretto's shard; StripeOf uses high bits.
-	return &c.stripes[StripeOf(h)]
+	return &c.stripes[stripeOf(h)]
 }

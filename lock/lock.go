@@ -25,9 +25,11 @@ var (
 	// or delete of the key, a newer Take, or expiry came first. The value
 	// must not be cached anywhere.
 	ErrLost = errors.New("lock: lease lost before the fill")
-	// ErrExists is returned by Fill (not replacing) when the key got a
-	// value meanwhile, from a writer that does not use leases (another
-	// service): the fill never overwrites it.
+	// ErrExists is returned by Fill when another writer, one that takes no
+	// lease (another service), wrote the key meanwhile: a fill that does
+	// not replace finds it holding a value, a replacing one under a lease
+	// from Take finds a value other than the one it was taken over. The
+	// fill never overwrites it.
 	ErrExists = errors.New("lock: key written by another writer before the fill")
 )
 
@@ -62,9 +64,6 @@ type Client interface {
 	Pipeline() redis.Pipeliner
 }
 
-// Guard admits or refuses Redis calls: a circuit breaker (see
-// remote.Guard). gobreaker's TwoStepCircuitBreaker satisfies it.
-type Guard = guard.Guard
 
 // Config configures a Leaser.
 type Config struct {
@@ -72,8 +71,13 @@ type Config struct {
 	TTL time.Duration
 	// Timeout bounds each Redis call; zero means only the caller's context.
 	Timeout time.Duration
-	// Guard, if set, admits each call and hears its outcome.
-	Guard Guard
+	// Guard, if set, admits each call and hears its outcome: a circuit
+	// breaker. Allow returns an error to refuse a call; otherwise the caller
+	// reports the call's error (nil on success) to done. gobreaker's
+	// TwoStepCircuitBreaker satisfies it.
+	Guard interface {
+		Allow() (done func(err error), err error)
+	}
 }
 
 // Leaser obtains leases. It is safe for concurrent use.
@@ -124,24 +128,37 @@ func (l *Leaser) Acquire(ctx context.Context, valueKey string) (*Lease, error) {
 
 // Take takes the lease on valueKey whoever holds it, revoking any other
 // holder: its fill will fail. It is for a refresh, whose value must win
-// over any load that started before it.
+// over any load that started before it. The lease remembers a fingerprint
+// of the value the key held when it was taken, and the refresh's fill
+// (replacing) stores nothing if another writer, one that takes no lease
+// (another service), changed it meanwhile.
 func (l *Leaser) Take(ctx context.Context, valueKey string) (*Lease, error) {
 	token, err := randomToken()
 	if err != nil {
 		return nil, err
 	}
-	le := &Lease{l: l, key: Key(valueKey), token: token, valueKey: valueKey}
+	le := &Lease{l: l, key: Key(valueKey), valueKey: valueKey}
 	err = l.call(ctx, func(ctx context.Context) error {
-		p := l.rdb.Pipeline()
-		set := p.Set(ctx, le.key, token, l.cfg.TTL)
-		_, err := p.Exec(ctx)
-		return pipe.Err(err, set)
+		fp, err := takeScript.Run(ctx, l.rdb, []string{le.key, valueKey}, token, l.cfg.TTL.Milliseconds()).Text()
+		le.token = token + "|" + fp
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("lock: take lease on %s: %w", valueKey, err)
 	}
 	return le, nil
 }
+
+// takeScript sets the lease (KEYS[1]) to the token ARGV[1] and the SHA-1
+// of the value key's (KEYS[2]) current value, for ARGV[2] ms, and returns
+// that fingerprint ("" for no value).
+var takeScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[2])
+local fp = ''
+if v then fp = redis.sha1hex(v) end
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. fp, 'PX', ARGV[2])
+return fp
+`)
 
 // AcquireMany tries once to take the leases on valueKeys in one pipelined
 // round trip. The result is parallel to valueKeys, with nil where another
@@ -213,17 +230,29 @@ type Lease struct {
 }
 
 // fillScript puts a staged value in place while the lease still holds and,
-// unless ARGV[2] is "1" (replace), only if the key is still absent; it
-// frees the lease and publishes ARGV[5] on channel ARGV[4] when one is
-// given. KEYS: lease, stage, key. ARGV[3] is "1" when the value keeps no
-// TTL. It replies 1 (stored), 0 (lease lost) or 2 (key exists).
+// unless ARGV[2] is "1" (replace), only if the key is still absent; a
+// replacing fill under a lease from Take only if the key still holds the
+// value whose fingerprint the lease carries. It frees the lease and
+// publishes ARGV[5] on channel ARGV[4] when one is given. KEYS: lease,
+// stage, key. ARGV[3] is "1" when the value keeps no TTL. It replies 1
+// (stored), 0 (lease lost) or 2 (another writer wrote the key).
 var fillScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   redis.call('DEL', KEYS[2])
   return 0
 end
 redis.call('DEL', KEYS[1])
-if ARGV[2] ~= '1' and redis.call('EXISTS', KEYS[3]) == 1 then
+local written
+if ARGV[2] ~= '1' then
+  written = redis.call('EXISTS', KEYS[3]) == 1
+else
+  local fp = string.match(ARGV[1], '|(.*)$')
+  if fp then
+    local v = redis.call('GET', KEYS[3])
+    written = (v and redis.sha1hex(v) or '') ~= fp
+  end
+end
+if written then
   redis.call('DEL', KEYS[2])
   return 2
 end
@@ -389,7 +418,7 @@ func (l *Leaser) ReleaseMany(ctx context.Context, leases []*Lease) error {
 
 // release frees leases under g (none: unguarded, for cleanup after a
 // failure the guard already heard of) and the timeout.
-func (l *Leaser) release(ctx context.Context, g Guard, leases []*Lease) error {
+func (l *Leaser) release(ctx context.Context, g guard.Guard, leases []*Lease) error {
 	var errs []error
 	for start := 0; start < len(leases); start += batchKeys {
 		batch := leases[start:min(start+batchKeys, len(leases))]

@@ -293,3 +293,28 @@ func TestFillAfterScriptFlush(t *testing.T) {
 		}
 	}
 }
+
+// TestTakenFillKeepsAnotherWritersValue: a refresh took the lease over v0;
+// another service wrote v1 while it loaded; the refresh's fill keeps v1.
+func TestTakenFillKeepsAnotherWritersValue(t *testing.T) {
+	l, rdb, key := setup(t)
+	ctx := context.Background()
+	for _, before := range []string{"v0", ""} {
+		rdb.Del(ctx, key)
+		if before != "" {
+			rdb.Set(ctx, key, before, time.Minute)
+		}
+		le, err := l.Take(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rdb.SetEx(ctx, key, "theirs", time.Minute)
+		if err := le.Fill(ctx, []byte("refreshed"), time.Minute, true, "", nil); !errors.Is(err, lock.ErrExists) {
+			t.Fatalf("refresh fill over another writer's value (was %q) = %v; want ErrExists", before, err)
+		}
+		if v := rdb.Get(ctx, key).Val(); v != "theirs" {
+			t.Fatalf("value = %q", v)
+		}
+		noStage(t, rdb, key)
+	}
+}

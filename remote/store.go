@@ -31,10 +31,6 @@ type Entry struct {
 	TTL        time.Duration // zero or negative: no expiry
 }
 
-// Guard admits or refuses Redis calls: a circuit breaker. Allow returns
-// an error to refuse a call; otherwise the caller reports the call's error
-// (nil on success) to done. gobreaker's TwoStepCircuitBreaker satisfies it.
-type Guard = guard.Guard
 
 // StoreConfig configures a Store.
 type StoreConfig struct {
@@ -43,11 +39,16 @@ type StoreConfig struct {
 	// when the client was made with ContextTimeoutEnabled; otherwise its
 	// own ReadTimeout (3 s by default) bounds a hung server.
 	Timeout time.Duration
-	// Guard, if set, admits each call and hears its outcome. A call the
+	// Guard, if set, admits each call and hears its outcome: a circuit
+	// breaker. Allow returns an error to refuse a call; otherwise the caller
+	// reports the call's error (nil on success) to done. gobreaker's
+	// TwoStepCircuitBreaker satisfies it. A call the
 	// guard refuses fails with the guard's error, without touching Redis.
 	// A call abandoned because the caller's context ended is reported as
 	// context.Canceled, whatever Redis did.
-	Guard Guard
+	Guard interface {
+		Allow() (done func(err error), err error)
+	}
 }
 
 // Store reads and writes values in Redis.

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/tieredcache/tieredcache/internal/guard"
 	"github.com/tieredcache/tieredcache/keys"
 	"github.com/tieredcache/tieredcache/local"
 	"github.com/tieredcache/tieredcache/lock"
@@ -131,13 +132,13 @@ func (c *Client) connect(o Options) error {
 		return errors.New("tiered: redis.Ring is not supported: invalidations would not reach every process; use a single node, Sentinel or Cluster")
 	}
 	c.breaker = newBreaker(c, o.Breaker)
-	var guard remote.Guard
+	var g guard.Guard
 	if c.breaker != nil {
-		guard = c.breaker
+		g = c.breaker
 	}
-	c.store = remote.NewStore(o.Redis, remote.StoreConfig{Timeout: o.OpTimeout, Guard: guard})
+	c.store = remote.NewStore(o.Redis, remote.StoreConfig{Timeout: o.OpTimeout, Guard: g})
 	var err error
-	if c.leases, err = lock.New(o.Redis, lock.Config{TTL: o.LeaseTTL, Timeout: o.OpTimeout, Guard: guard}); err != nil {
+	if c.leases, err = lock.New(o.Redis, lock.Config{TTL: o.LeaseTTL, Timeout: o.OpTimeout, Guard: g}); err != nil {
 		return fmt.Errorf("tiered: %w", err)
 	}
 	c.bus, err = remote.NewBus(o.Redis, remote.BusConfig{
@@ -286,6 +287,7 @@ func (c *Client) Stats() Stats {
 		MalformedMessages:      c.counters.malformed.load(),
 		FlushesGap:             c.counters.flushGap.load(),
 		FlushesDown:            c.counters.flushDown.load(),
+		FlushesAll:             c.counters.flushAll.load(),
 		L1Evicted:              c.counters.l1Evicted.load(),
 		L1Rejected:             c.counters.l1Rejected.load(),
 		RedisErrors:            c.counters.redisErrorTotal(),
@@ -295,6 +297,9 @@ func (c *Client) Stats() Stats {
 		PendingInvalidations:   c.pending.len(),
 		LostInvalidations:      c.counters.lostInvalidations.load(),
 		ReplayedInvalidations:  c.counters.replayed.load(),
+	}
+	if c.bus != nil {
+		s.InvalidationMode = c.busMode()
 	}
 	if !c.l1off {
 		s.L1Dropped = c.l1.Dropped()

@@ -19,6 +19,7 @@ func (h busHandler) Up(gap bool) {
 	// invalidation. Flush before leaving degraded mode, so an install that
 	// raced the flush used the short TTL.
 	c.flushL1()
+	observe.Invalidated(nil)
 	if gap {
 		c.counters.flushGap.inc()
 	}
@@ -44,6 +45,7 @@ func (h busHandler) Down(err error) {
 	}
 	c.opts.Logger.Warn("tiered: Redis subscription lost; serving loads with short-lived local caching", "error", err)
 	c.flushL1()
+	observe.Invalidated(nil)
 	c.counters.flushDown.inc()
 }
 
@@ -72,6 +74,7 @@ func (h busHandler) Invalidate(keys []string) {
 	c := h.c
 	if keys == nil {
 		c.flushL1()
+		observe.Invalidated(nil)
 		c.counters.flushAll.inc()
 		return
 	}

@@ -107,7 +107,11 @@ var (
 	descMalformed = prometheus.NewDesc("cache_invalidation_messages_malformed_total",
 		"Malformed messages on the invalidation channel, ignored.", nil, nil)
 	descFlushes = prometheus.NewDesc("cache_l1_flushes_total",
-		"In-process tier flushes by reason (gap: resubscribed after a gap; down: subscription lost).", []string{"reason"}, nil)
+		"In-process tier flushes by reason (gap: resubscribed after a gap; down: subscription lost; "+
+			"flushall: Redis reported a FLUSHALL or FLUSHDB).", []string{"reason"}, nil)
+	descMode = prometheus.NewDesc("cache_invalidation_mode",
+		"Clients by how they learn of changes (tracking: Redis reports every modified key; "+
+			"pubsub: only messages writers publish).", []string{"mode"}, nil)
 	descAdmissions = prometheus.NewDesc("cache_l1_admissions_failed_total",
 		"In-process installs that did not happen, by result (dropped: write buffer full; rejected: admission policy).", []string{"result"}, nil)
 	descEvictions = prometheus.NewDesc("cache_l1_evictions_total",
@@ -132,7 +136,7 @@ var (
 
 // gauges are the descs whose series are gauges, not counters.
 var gauges = map[*prometheus.Desc]bool{
-	descL1Bytes: true, descRedisUp: true, descBreakerOpen: true, descPending: true,
+	descL1Bytes: true, descRedisUp: true, descBreakerOpen: true, descPending: true, descMode: true,
 }
 
 // collector exposes the counters of every Client attached to it, summed,
@@ -195,7 +199,7 @@ func (col *collector) Describe(ch chan<- *prometheus.Desc) {
 		descHits, descMisses, descLoads, descLoadErrors, descCoalesced, descLeases,
 		descDecodeErrors, descFillsRefused, descTooLarge, descDegraded, descPublished, descReceived, descMalformed,
 		descFlushes, descAdmissions, descEvictions, descL1Bytes, descRedisErrors, descRedisUp,
-		descBreakerOpen, descBreakerRejections, descPending, descReplayed, descLost,
+		descBreakerOpen, descBreakerRejections, descPending, descReplayed, descLost, descMode,
 	} {
 		ch <- d
 	}
@@ -217,6 +221,9 @@ func (col *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if c.breakerIsOpen() {
 			open = 1
+		}
+		if mode := c.busMode(); c.bus != nil && mode != "" {
+			s[seriesKey{desc: descMode, l1: mode}]++
 		}
 	}
 	col.mu.Unlock()
@@ -281,6 +288,7 @@ func (c *Client) addSeries(s series) {
 	add(descMalformed, st.MalformedMessages)
 	add(descFlushes, st.FlushesGap, "gap")
 	add(descFlushes, st.FlushesDown, "down")
+	add(descFlushes, st.FlushesAll, "flushall")
 	add(descAdmissions, st.L1Dropped, "dropped")
 	add(descAdmissions, st.L1Rejected, "rejected")
 	add(descEvictions, st.L1Evicted)

@@ -235,8 +235,8 @@ func WithL1TTL(d time.Duration) CacheOption {
 // change. Default: the key builder's.
 func WithVersion(v string) CacheOption {
 	return func(c *cacheConfig) error {
-		if err := keys.ValidatePart("version", v); err != nil {
-			return err
+		if v == "" {
+			return errors.New("tiered: WithVersion(\"\"): must not be empty")
 		}
 		c.version = v
 		return nil

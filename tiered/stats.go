@@ -127,12 +127,19 @@ type Stats struct {
 	// RedisUp reports whether the invalidation subscription is confirmed:
 	// while it is not, the in-process tier keeps values only DegradedTTL.
 	RedisUp bool
+	// InvalidationMode is how this process learns of changes: "tracking"
+	// (Redis reports every modified key), "pubsub" (only the messages
+	// writers publish), or "" without Redis or before the first
+	// subscription.
+	InvalidationMode string
 	// InvalidationsPublished, InvalidationsReceived and MalformedMessages
-	// count bus traffic; received counts messages from other processes.
+	// count bus traffic; received counts invalidations applied from Redis
+	// tracking and messages from other processes.
 	InvalidationsPublished, InvalidationsReceived, MalformedMessages uint64
 	// FlushesGap counts in-process flushes after a subscription gap;
-	// FlushesDown, flushes when the subscription was lost.
-	FlushesGap, FlushesDown uint64
+	// FlushesDown, flushes when the subscription was lost; FlushesAll,
+	// flushes for a FLUSHALL or FLUSHDB reported by Redis.
+	FlushesGap, FlushesDown, FlushesAll uint64
 	// L1Evicted, L1Rejected and L1Dropped count in-process entries evicted
 	// for room, refused by the admission policy, and dropped because
 	// ristretto's write buffer was full.

@@ -59,7 +59,9 @@ func (c *Cache[V]) set(ctx context.Context, id string, v V, opts []CallOption) e
 			c.c.deferInvalidation(key)
 			return c.callFailed(ctx, "set", key, err)
 		}
-		c.c.counters.published.inc()
+		if channel != "" {
+			c.c.counters.published.inc()
+		}
 	}
 	// Keep the new value locally unless another write to this key's stripe
 	// came in while ours was in flight: then ours may not be the latest,
@@ -114,7 +116,9 @@ func (c *Cache[V]) del(ctx context.Context, id string, opts []CallOption) error 
 		c.c.deferInvalidation(key)
 		return c.callFailed(ctx, "delete", key, err)
 	}
-	c.c.counters.published.inc()
+	if channel != "" {
+		c.c.counters.published.inc()
+	}
 	return nil
 }
 
@@ -204,7 +208,9 @@ func (c *Cache[V]) warmBatch(ctx context.Context, batch []warmItem[V], co call) 
 			c.c.deferInvalidation(keyList...)
 			return c.callFailed(ctx, "set", fmt.Sprintf("(warm, %d keys)", len(batch)), err)
 		}
-		c.c.counters.published.inc()
+		if channel != "" {
+			c.c.counters.published.inc()
+		}
 	}
 	hs := make([]uint64, len(batch))
 	for i, it := range batch {
@@ -216,20 +222,14 @@ func (c *Cache[V]) warmBatch(ctx context.Context, batch []warmItem[V], co call) 
 	return nil
 }
 
-// replaceLocalMany is replaceLocal for keys written together: it
-// invalidates every key first; then a key's stripe must have moved by
-// exactly the number of these keys in it, or another write came in
-// meanwhile and install is not called for it: the next read goes to Redis.
+// replaceLocalMany puts values this process just wrote in place of its
+// copies: every key is invalidated, and install is called for each key no
+// other write came in for meanwhile (local.Cache.Replace).
 func (c *Cache[V]) replaceLocalMany(hs []uint64, before []local.Stamp, install func(i int, after local.Stamp)) {
-	l1 := c.c.l1
-	perStripe := make(map[int]uint64, len(hs))
-	for _, h := range hs {
-		l1.Invalidate(h)
-		perStripe[local.StripeOf(h)]++
-	}
-	for i, h := range hs {
-		if after := l1.Stamp(h); after.FollowsN(before[i], perStripe[local.StripeOf(h)]) {
-			install(i, after)
+	after, ok := c.c.l1.Replace(hs, before)
+	for i := range hs {
+		if ok[i] {
+			install(i, after[i])
 		}
 	}
 }
