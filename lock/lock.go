@@ -64,7 +64,6 @@ type Client interface {
 	Pipeline() redis.Pipeliner
 }
 
-
 // Config configures a Leaser.
 type Config struct {
 	// TTL is how long a lease lasts unless filled or released. Required.

@@ -31,7 +31,6 @@ type Entry struct {
 	TTL        time.Duration // zero or negative: no expiry
 }
 
-
 // StoreConfig configures a Store.
 type StoreConfig struct {
 	// Timeout bounds each call; zero means only the caller's context does.
