@@ -65,6 +65,13 @@ type fleet struct {
 // newFleet starts n instances under a prefix of their own.
 func newFleet(t *testing.T, topo topology, n int, kopts ...keys.Option) *fleet {
 	t.Helper()
+	return newFleetWith(t, topo, n, tiered.Options{}, kopts...)
+}
+
+// newFleetWith is newFleet with options for every instance; Redis, Keys,
+// InstanceID and HealthCheckInterval are set here.
+func newFleetWith(t *testing.T, topo topology, n int, opts tiered.Options, kopts ...keys.Option) *fleet {
+	t.Helper()
 	prefix := redistest.Prefix(t)
 	kb, err := keys.New(prefix, kopts...)
 	if err != nil {
@@ -74,12 +81,9 @@ func newFleet(t *testing.T, topo topology, n int, kopts ...keys.Option) *fleet {
 	for i := range n {
 		name := fmt.Sprintf("%s-%c", prefix, 'a'+i)
 		rdb := topo.client(t, name)
-		client, err := tiered.New(tiered.Options{
-			Redis:               rdb,
-			Keys:                kb,
-			InstanceID:          name,
-			HealthCheckInterval: 200 * time.Millisecond,
-		})
+		o := opts
+		o.Redis, o.Keys, o.InstanceID, o.HealthCheckInterval = rdb, kb, name, 200*time.Millisecond
+		client, err := tiered.New(o)
 		if err != nil {
 			t.Fatal(err)
 		}

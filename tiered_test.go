@@ -186,11 +186,12 @@ func testSetDuringLoadWins(t *testing.T, topo topology) {
 
 // TestSubscriberKillFlushesL1 simulates an invalidation lost while the
 // subscription was down: the instance must flush its in-process tier when
-// it resubscribes, rather than keep serving what it had.
+// it resubscribes, rather than keep serving what it had. It runs in pub/sub
+// mode, where a raw write is an invalidation the instance never hears of.
 func TestSubscriberKillFlushesL1(t *testing.T) { forEachTopology(t, testSubscriberKillFlushesL1) }
 
 func testSubscriberKillFlushesL1(t *testing.T, topo topology) {
-	f := newFleet(t, topo, 1)
+	f := newFleetWith(t, topo, 1, tiered.Options{PubSubOnly: true})
 	ctx := context.Background()
 	a := f.instances[0]
 	if err := a.users.Set(ctx, "9", User{ID: "9", Email: "old@example.com"}); err != nil {

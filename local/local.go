@@ -111,8 +111,9 @@ type Cache[V any] struct {
 	clockDone chan struct{}
 }
 
-// clockTick is the resolution of expiry: an entry may be served up to one
-// tick after its TTL has passed.
+// clockTick is the resolution of expiry. An entry expires up to one tick
+// before its TTL has passed, never after: lookups read a clock that lags
+// the real one by up to a tick, so entries are stamped a tick early.
 const clockTick = 5 * time.Millisecond
 
 // New returns a Cache with the given budget.
@@ -233,7 +234,8 @@ func (c *Cache[V]) Install(h uint64, key string, v V, cost int64, ttl time.Durat
 	}
 	e := &entry[V]{key: key, val: v, epoch: s.epoch}
 	if ttl > 0 {
-		e.expires = int64(time.Since(c.start) + ttl)
+		// A tick early: the clock lookups read lags by up to one.
+		e.expires = int64(time.Since(c.start) + ttl - clockTick)
 	}
 	// No TTL for ristretto: it would read the system clock on every Get.
 	// An expired entry reads as a miss here, holds its cost until evicted

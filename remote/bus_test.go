@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/tieredcache/tieredcache/internal/redistest"
@@ -15,15 +16,42 @@ import (
 
 // recorder is a BusHandler that records events and lets tests wait for them.
 type recorder struct {
-	mu        sync.Mutex
-	ups, gaps int
-	downs     int
-	msgs      []remote.Message
-	malformed []error
-	changed   chan struct{}
+	mu           sync.Mutex
+	ups, gaps    int
+	downs        int
+	lastDown     error
+	msgs         []remote.Message
+	malformed    []error
+	invalidated  map[string]int // times each key was reported
+	flushes      int            // Invalidate(nil) calls
+	calls        []string       // "up", "gap", "down", "msg", "inv", "flush", "malformed", in order
+	inHandler    bool           // a handler call is running: to catch overlapping calls
+	overlaps     int
+	onInvalidate func(keys []string, at time.Time)
+	changed      chan struct{}
 }
 
-func newRecorder() *recorder { return &recorder{changed: make(chan struct{}, 1)} }
+func newRecorder() *recorder {
+	return &recorder{changed: make(chan struct{}, 1), invalidated: make(map[string]int)}
+}
+
+// enter and leave bracket every handler call, to check they never overlap.
+func (r *recorder) enter(call string) {
+	r.mu.Lock()
+	if r.inHandler {
+		r.overlaps++
+	}
+	r.inHandler = true
+	r.calls = append(r.calls, call)
+	r.mu.Unlock()
+}
+
+func (r *recorder) leave() {
+	r.mu.Lock()
+	r.inHandler = false
+	r.mu.Unlock()
+	r.note()
+}
 
 func (r *recorder) note() {
 	select {
@@ -33,34 +61,72 @@ func (r *recorder) note() {
 }
 
 func (r *recorder) Up(gap bool) {
+	call := "up"
+	if gap {
+		call = "gap"
+	}
+	r.enter(call)
+	defer r.leave()
 	r.mu.Lock()
 	r.ups++
 	if gap {
 		r.gaps++
 	}
 	r.mu.Unlock()
-	r.note()
 }
 
-func (r *recorder) Down(error) {
+func (r *recorder) Down(err error) {
+	r.enter("down")
+	defer r.leave()
 	r.mu.Lock()
 	r.downs++
+	r.lastDown = err
 	r.mu.Unlock()
-	r.note()
 }
 
 func (r *recorder) Message(m remote.Message) {
+	r.enter("msg")
+	defer r.leave()
 	r.mu.Lock()
 	r.msgs = append(r.msgs, m)
 	r.mu.Unlock()
-	r.note()
+}
+
+func (r *recorder) Invalidate(keys []string) {
+	at := time.Now()
+	call := "inv"
+	if keys == nil {
+		call = "flush"
+	}
+	r.enter(call)
+	defer r.leave()
+	r.mu.Lock()
+	hook := r.onInvalidate
+	if keys == nil {
+		r.flushes++
+	}
+	for _, k := range keys {
+		r.invalidated[k]++
+	}
+	r.mu.Unlock()
+	if hook != nil {
+		hook(keys, at)
+	}
 }
 
 func (r *recorder) Malformed(err error) {
+	r.enter("malformed")
+	defer r.leave()
 	r.mu.Lock()
 	r.malformed = append(r.malformed, err)
 	r.mu.Unlock()
-	r.note()
+}
+
+// count returns how many times key was invalidated.
+func (r *recorder) count(key string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.invalidated[key]
 }
 
 // await waits until cond holds, re-checking after every event.
@@ -77,132 +143,210 @@ func (r *recorder) await(t *testing.T, what string, cond func(r *recorder) bool)
 		select {
 		case <-r.changed:
 		case <-timeout:
-			t.Fatalf("timed out waiting for %s", what)
+			r.mu.Lock()
+			calls := r.calls
+			r.mu.Unlock()
+			t.Fatalf("timed out waiting for %s; handler calls: %v", what, calls)
 		}
 	}
 }
 
 func startBus(t *testing.T, srv *redistest.Server, channel string, ping time.Duration) (*remote.Bus, *recorder) {
 	t.Helper()
+	return startBusOn(t, srv.Client(t), remote.BusConfig{Channel: channel, PingInterval: ping})
+}
+
+// startBusOn starts a bus over rdb with cfg, filling in the origin, a
+// recorder as handler and short backoffs.
+func startBusOn(t *testing.T, rdb redis.UniversalClient, cfg remote.BusConfig) (*remote.Bus, *recorder) {
+	t.Helper()
 	rec := newRecorder()
-	bus, err := remote.NewBus(srv.Client(t), remote.BusConfig{
-		Channel: channel, Origin: "self", Handler: rec,
-		PingInterval: ping, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
-	})
+	cfg.Origin, cfg.Handler = "self", rec
+	cfg.MinBackoff, cfg.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
+	bus, err := remote.NewBus(rdb, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	bus.Start()
-	t.Cleanup(func() { _ = bus.Close() })
+	t.Cleanup(func() {
+		_ = bus.Close()
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		if rec.overlaps != 0 {
+			t.Errorf("%d handler calls overlapped another", rec.overlaps)
+		}
+	})
 	return bus, rec
 }
 
-func TestBusDeliversAndValidates(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	srv := redistest.Shared(t)
-	ch := redistest.Prefix(t) + ":bus"
-	bus, rec := startBus(t, srv, ch, time.Second)
+// awaitReady waits for the bus's first confirmation.
+func awaitReady(t *testing.T, bus *remote.Bus) {
+	t.Helper()
 	select {
 	case <-bus.Ready():
-	case <-time.After(5 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatal("bus not ready")
 	}
-	if !bus.Up() {
-		t.Fatal("Up() = false after Ready")
-	}
-	pub := srv.Client(t)
-	ctx := context.Background()
-	msg, err := remote.EncodeMessage(remote.Message{Origin: "peer", Keys: []string{"k1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub.Publish(ctx, ch, "garbage")
-	pub.Publish(ctx, ch, msg)
-	rec.await(t, "message", func(r *recorder) bool { return len(r.msgs) == 1 && len(r.malformed) == 1 })
-	rec.mu.Lock()
-	got := rec.msgs[0]
-	gotErr := rec.malformed[0]
-	rec.mu.Unlock()
-	if got.Origin != "peer" || got.Keys[0] != "k1" || got.Kind != remote.KindInvalidate {
-		t.Fatalf("message = %+v", got)
-	}
-	if !errors.Is(gotErr, remote.ErrMalformed) {
-		t.Fatalf("malformed error = %v", gotErr)
-	}
-	own, err := bus.Encode(remote.KindFill, "k2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub.Publish(ctx, ch, own)
-	rec.await(t, "own message", func(r *recorder) bool { return len(r.msgs) == 2 })
-	if err := bus.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := bus.Close(); err != nil {
-		t.Fatal("second Close:", err)
-	}
-	if rec.gaps != 0 || rec.ups != 1 {
-		t.Fatalf("ups=%d gaps=%d, want 1 and 0", rec.ups, rec.gaps)
+}
+
+// modes are the two ways a bus runs against a real Redis: the app channel
+// alone, and tracking with the app channel riding along.
+var modes = []struct{ name, prefix, want string }{
+	{"pubsub", "", "pubsub"},
+	{"tracking", "tracked:", "tracking"},
+}
+
+func TestBusDeliversAndValidates(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			// Checked after every cleanup, when the clients are closed too.
+			ignore := goleak.IgnoreCurrent()
+			t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+			srv := redistest.Shared(t)
+			ch := redistest.Prefix(t) + ":bus"
+			bus, rec := startBusOn(t, srv.Client(t), remote.BusConfig{Channel: ch, TrackPrefix: mode.prefix})
+			awaitReady(t, bus)
+			if !bus.Up() {
+				t.Fatal("Up() = false after Ready")
+			}
+			pub := srv.Client(t)
+			ctx := context.Background()
+			msg, err := remote.EncodeMessage(remote.Message{Origin: "peer", Keys: []string{"k1"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pub.Publish(ctx, ch, "garbage")
+			pub.Publish(ctx, ch, msg)
+			rec.await(t, "message", func(r *recorder) bool { return len(r.msgs) == 1 && len(r.malformed) == 1 })
+			rec.mu.Lock()
+			got := rec.msgs[0]
+			gotErr := rec.malformed[0]
+			rec.mu.Unlock()
+			if got.Origin != "peer" || got.Keys[0] != "k1" || got.Kind != remote.KindInvalidate {
+				t.Fatalf("message = %+v", got)
+			}
+			if !errors.Is(gotErr, remote.ErrMalformed) {
+				t.Fatalf("malformed error = %v", gotErr)
+			}
+			own, err := bus.Encode(remote.KindFill, "k2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			pub.Publish(ctx, ch, own)
+			rec.await(t, "own message", func(r *recorder) bool { return len(r.msgs) == 2 })
+			if err := bus.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := bus.Close(); err != nil {
+				t.Fatal("second Close:", err)
+			}
+			if rec.gaps != 0 || rec.ups != 1 {
+				t.Fatalf("ups=%d gaps=%d, want 1 and 0", rec.ups, rec.gaps)
+			}
+		})
 	}
 }
 
 // TestBusReportsGapAfterKill kills the subscriber's connection on the server
 // and expects the bus to report it down, resubscribe, and report a gap.
 func TestBusReportsGapAfterKill(t *testing.T) {
-	srv := redistest.Private(t)
-	ch := redistest.Prefix(t) + ":bus"
-	bus, rec := startBus(t, srv, ch, 200*time.Millisecond)
-	<-bus.Ready()
-	admin := srv.Client(t)
-	ctx := context.Background()
-	if n, err := admin.ClientKillByFilter(ctx, "TYPE", "pubsub").Result(); err != nil || n != 1 {
-		t.Fatalf("CLIENT KILL TYPE pubsub = %d, %v", n, err)
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			srv := redistest.Private(t)
+			ch := redistest.Prefix(t) + ":bus"
+			bus, rec := startBusOn(t, srv.Client(t), remote.BusConfig{
+				Channel: ch, TrackPrefix: mode.prefix, PingInterval: 200 * time.Millisecond,
+			})
+			awaitReady(t, bus)
+			if bus.Mode() != mode.want {
+				t.Fatalf("Mode() = %q, want %q", bus.Mode(), mode.want)
+			}
+			admin := srv.Client(t)
+			ctx := context.Background()
+			if n, err := admin.ClientKillByFilter(ctx, "TYPE", "pubsub").Result(); err != nil || n != 1 {
+				t.Fatalf("CLIENT KILL TYPE pubsub = %d, %v", n, err)
+			}
+			rec.await(t, "gap", func(r *recorder) bool { return r.gaps >= 1 })
+			// Messages flow again on the new subscription.
+			msg, _ := remote.EncodeMessage(remote.Message{Origin: "peer", Keys: []string{"after"}})
+			admin.Publish(ctx, ch, msg)
+			rec.await(t, "message after resubscribe", func(r *recorder) bool { return len(r.msgs) == 1 })
+			if mode.prefix == "" {
+				return
+			}
+			// And Redis tracks keys for the new connection.
+			key := mode.prefix + "after-kill"
+			admin.Set(ctx, key, "v", 0)
+			rec.await(t, "invalidation after resubscribe", func(r *recorder) bool { return r.invalidated[key] == 1 })
+			if bus.Mode() != "tracking" {
+				t.Fatalf("Mode() = %q after the gap", bus.Mode())
+			}
+		})
 	}
-	rec.await(t, "gap", func(r *recorder) bool { return r.gaps >= 1 })
-	// Messages flow again on the new subscription.
-	msg, _ := remote.EncodeMessage(remote.Message{Origin: "peer", Keys: []string{"after"}})
-	admin.Publish(ctx, ch, msg)
-	rec.await(t, "message after resubscribe", func(r *recorder) bool { return len(r.msgs) == 1 })
 }
 
 // TestBusSurvivesRestart stops Redis under the bus and starts it again.
 func TestBusSurvivesRestart(t *testing.T) {
-	srv := redistest.Private(t)
-	ch := redistest.Prefix(t) + ":bus"
-	bus, rec := startBus(t, srv, ch, 100*time.Millisecond)
-	<-bus.Ready()
-	srv.Stop()
-	rec.await(t, "down", func(r *recorder) bool { return r.downs >= 1 })
-	if bus.Up() {
-		t.Fatal("Up() = true with Redis stopped")
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	rec.await(t, "up after restart", func(r *recorder) bool { return r.gaps >= 1 })
-	if !bus.Up() {
-		t.Fatal("Up() = false after restart")
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			srv := redistest.Private(t)
+			ch := redistest.Prefix(t) + ":bus"
+			bus, rec := startBusOn(t, srv.Client(t), remote.BusConfig{
+				Channel: ch, TrackPrefix: mode.prefix, PingInterval: 100 * time.Millisecond,
+			})
+			awaitReady(t, bus)
+			srv.Stop()
+			rec.await(t, "down", func(r *recorder) bool { return r.downs >= 1 })
+			if bus.Up() {
+				t.Fatal("Up() = true with Redis stopped")
+			}
+			if err := srv.Start(); err != nil {
+				t.Fatal(err)
+			}
+			rec.await(t, "up after restart", func(r *recorder) bool { return r.gaps >= 1 })
+			if !bus.Up() {
+				t.Fatal("Up() = false after restart")
+			}
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			if rec.downs != 1 {
+				t.Fatalf("%d Down calls for one outage, want 1", rec.downs)
+			}
+		})
 	}
 }
 
 func TestBusStartsWithRedisDown(t *testing.T) {
-	srv := redistest.Private(t)
-	srv.Stop()
-	ch := redistest.Prefix(t) + ":bus"
-	bus, rec := startBus(t, srv, ch, 100*time.Millisecond)
-	rec.await(t, "down", func(r *recorder) bool { return r.downs >= 1 })
-	select {
-	case <-bus.Ready():
-		t.Fatal("ready with Redis down")
-	default:
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-bus.Ready():
-	case <-time.After(10 * time.Second):
-		t.Fatal("bus not ready after Redis started")
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			srv := redistest.Private(t)
+			srv.Stop()
+			ch := redistest.Prefix(t) + ":bus"
+			bus, rec := startBusOn(t, srv.Client(t), remote.BusConfig{
+				Channel: ch, TrackPrefix: mode.prefix, PingInterval: 100 * time.Millisecond,
+			})
+			rec.await(t, "down", func(r *recorder) bool { return r.downs >= 1 })
+			select {
+			case <-bus.Ready():
+				t.Fatal("ready with Redis down")
+			default:
+			}
+			if bus.Mode() != "" {
+				t.Fatalf("Mode() = %q before any confirmation", bus.Mode())
+			}
+			if err := srv.Start(); err != nil {
+				t.Fatal(err)
+			}
+			awaitReady(t, bus)
+			if bus.Mode() != mode.want {
+				t.Fatalf("Mode() = %q, want %q", bus.Mode(), mode.want)
+			}
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			if rec.gaps != 0 || rec.ups != 1 {
+				t.Fatalf("ups=%d gaps=%d, want 1 and 0", rec.ups, rec.gaps)
+			}
+		})
 	}
 }
 
@@ -213,9 +357,32 @@ func TestNewBusValidates(t *testing.T) {
 		{Channel: "c", Handler: rec},
 		{Channel: "c", Origin: "a"},
 		{Channel: "c", Origin: "a", Handler: rec, PingInterval: -1},
+		{Channel: "__redis__:invalidate", Origin: "a", Handler: rec, TrackPrefix: "p"},
 	} {
 		if _, err := remote.NewBus(nil, cfg); err == nil {
 			t.Errorf("NewBus(%+v) succeeded", cfg)
 		}
 	}
+	if _, err := remote.NewBus(nil, remote.BusConfig{Channel: "c", Origin: "a", Handler: rec}); err == nil {
+		t.Error("NewBus without a client succeeded")
+	}
+}
+
+func TestBusCloseWithoutStart(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer rdb.Close()
+	bus, err := remote.NewBus(rdb, remote.BusConfig{
+		Channel: "c", Origin: "a", Handler: newRecorder(), TrackPrefix: "p",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = bus.Close(); _ = bus.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close of a bus never started hangs")
+	}
+	bus.Start() // after Close: does nothing
 }

@@ -69,48 +69,81 @@ func (s *Store) call(ctx context.Context, f func(ctx context.Context) error) err
 }
 
 // Get returns the value of key, or ErrMiss.
-func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
-	var b []byte
-	err := s.call(ctx, func(ctx context.Context) error {
-		var err error
-		b, err = s.rdb.Get(ctx, key).Bytes()
-		return err
+//
+// ttl is how long the value has left in Redis (PTTL, in the same round
+// trip), zero when it does not expire: a copy kept elsewhere must not
+// outlive it, since Redis may report the expiry late (it expires keys
+// lazily or by sampling).
+func (s *Store) Get(ctx context.Context, key string) (data []byte, ttl time.Duration, err error) {
+	var get *redis.StringCmd
+	var pttl *redis.DurationCmd
+	err = s.call(ctx, func(ctx context.Context) error {
+		// PTTL first: a key that expires between the two reads is then a
+		// miss, never a value without its TTL.
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			pttl = p.PTTL(ctx, key)
+			get = p.Get(ctx, key)
+			return nil
+		})
+		return pipe.Err[redis.Cmder](err, pttl, get)
 	})
+	if err == nil {
+		data, err = get.Bytes()
+	}
 	switch {
+	case err == nil && pttl.Val() == -2:
+		return nil, 0, ErrMiss // expired between the two reads
 	case err == nil:
-		return b, nil
+		return data, leftOf(pttl.Val()), nil
 	case errors.Is(err, redis.Nil):
-		return nil, ErrMiss
+		return nil, 0, ErrMiss
 	default:
-		return nil, fmt.Errorf("remote: GET %s: %w", key, err)
+		return nil, 0, fmt.Errorf("remote: GET %s: %w", key, err)
 	}
 }
 
-// GetWithLease returns the value of key (nil if absent) and whether its
-// lease is held, in one round trip.
-func (s *Store) GetWithLease(ctx context.Context, key, lease string) ([]byte, bool, error) {
+// leftOf turns a PTTL reply into the time a value has left: zero for none
+// (-1), and a millisecond for a value about to expire (0: under one).
+func leftOf(pttl time.Duration) time.Duration {
+	switch {
+	case pttl < 0:
+		return 0
+	case pttl == 0:
+		return time.Millisecond
+	}
+	return pttl
+}
+
+// GetWithLease returns the value of key (nil if absent), its TTL as Get
+// does, and whether its lease is held, in one round trip.
+func (s *Store) GetWithLease(ctx context.Context, key, lease string) ([]byte, time.Duration, bool, error) {
 	var get *redis.StringCmd
+	var pttl *redis.DurationCmd
 	var exists *redis.IntCmd
 	err := s.call(ctx, func(ctx context.Context) error {
 		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			pttl = p.PTTL(ctx, key)
 			get = p.Get(ctx, key)
 			exists = p.Exists(ctx, lease)
 			return nil
 		})
-		return pipe.Err[redis.Cmder](err, get, exists)
+		return pipe.Err[redis.Cmder](err, pttl, get, exists)
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, false, fmt.Errorf("remote: GET %s: %w", key, err)
+		return nil, 0, false, fmt.Errorf("remote: GET %s: %w", key, err)
 	}
 	b, err := get.Bytes()
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, false, fmt.Errorf("remote: GET %s: %w", key, err)
+		return nil, 0, false, fmt.Errorf("remote: GET %s: %w", key, err)
 	}
 	n, err := exists.Result()
 	if err != nil {
-		return nil, false, fmt.Errorf("remote: EXISTS %s: %w", lease, err)
+		return nil, 0, false, fmt.Errorf("remote: EXISTS %s: %w", lease, err)
 	}
-	return b, n > 0, nil
+	if pttl.Val() == -2 {
+		b = nil // expired between the reads
+	}
+	return b, leftOf(pttl.Val()), n > 0, nil
 }
 
 // MGet returns the values of keys in order, nil where a key holds none, in
@@ -200,11 +233,12 @@ if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return {1, tonumber(t[1]), tonumber(t[2])}
 `)
 
-// delScript deletes a value and its lease and publishes the invalidation.
+// delScript deletes a value and its lease and publishes the invalidation
+// (with ARGV[3] "1", only if a lease was held: a load under way).
 var delScript = redis.NewScript(`
 local n = redis.call('DEL', KEYS[1])
-redis.call('DEL', KEYS[2])
-if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
+local l = redis.call('DEL', KEYS[2])
+if ARGV[1] ~= '' and (ARGV[3] ~= '1' or l == 1) then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
 return n
 `)
 
@@ -292,10 +326,17 @@ func (s *Store) setEntries(ctx context.Context, entries []Entry, channel string,
 }
 
 // Delete removes key and its lease and publishes msg on channel (no publish
-// when channel is empty), atomically.
-func (s *Store) Delete(ctx context.Context, key, lease, channel string, msg []byte) error {
+// when channel is empty), atomically. With ifLeased it publishes only if
+// the lease was held: where Redis reports the key's deletion itself, that
+// is the one case it does not (a load under way of a key already absent),
+// and processes sharing that load must hear of the delete.
+func (s *Store) Delete(ctx context.Context, key, lease, channel string, msg []byte, ifLeased bool) error {
+	flag := "0"
+	if ifLeased {
+		flag = "1"
+	}
 	err := s.call(ctx, func(ctx context.Context) error {
-		return delScript.Run(ctx, s.rdb, []string{key, lease}, channel, msg).Err()
+		return delScript.Run(ctx, s.rdb, []string{key, lease}, channel, msg, flag).Err()
 	})
 	if err != nil {
 		return fmt.Errorf("remote: DEL %s: %w", key, err)

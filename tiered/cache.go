@@ -331,23 +331,14 @@ func (c *Cache[V]) getRemote(ctx context.Context, key string, h uint64, co call)
 		c.counters.misses.inc()
 		return zero, tierNone, ErrNotFound
 	}
-	s := c.stamp(h)
-	start := time.Now()
-	data, err := c.c.store.Get(ctx, key)
-	c.c.metrics.observe(opGet, start)
+	r := &read[V]{key: key, h: h, co: co, s: c.stamp(h)}
+	v, ok, err := c.readRedis(ctx, r, r.s)
 	switch {
-	case errors.Is(err, remote.ErrMiss):
-		c.counters.misses.inc()
-		return zero, tierNone, ErrNotFound
 	case err != nil:
 		return zero, tierNone, c.callFailed(ctx, "get", key, err)
-	}
-	v, ok := c.decode(key, data)
-	if !ok {
+	case !ok:
 		c.counters.misses.inc()
 		return zero, tierNone, ErrNotFound
 	}
-	c.counters.hitsL2.inc()
-	c.install(h, key, v, len(data), co.l1ttl, false, s)
 	return v, tierL2, nil
 }

@@ -141,9 +141,14 @@ func (c *Client) connect(o Options) error {
 	if c.leases, err = lock.New(o.Redis, lock.Config{TTL: o.LeaseTTL, Timeout: o.OpTimeout, Guard: g}); err != nil {
 		return fmt.Errorf("tiered: %w", err)
 	}
+	track := o.Keys.Prefix() + ":"
+	if o.PubSubOnly {
+		track = ""
+	}
 	c.bus, err = remote.NewBus(o.Redis, remote.BusConfig{
 		Channel:      o.Channel,
 		Origin:       o.InstanceID,
+		TrackPrefix:  track,
 		PingInterval: o.HealthCheckInterval,
 		Handler:      busHandler{c},
 	})

@@ -203,7 +203,7 @@ func (c *Cache[V]) flight(parent context.Context, r *read[V]) (any, error) {
 // in-process, fenced by s. A value that does not decode is a miss.
 func (c *Cache[V]) readRedis(ctx context.Context, r *read[V], s local.Stamp) (V, bool, error) {
 	start := time.Now()
-	data, err := c.c.store.Get(ctx, r.key)
+	data, ttl, err := c.c.store.Get(ctx, r.key)
 	c.c.metrics.observe(opGet, start)
 	if err != nil {
 		var zero V
@@ -215,9 +215,20 @@ func (c *Cache[V]) readRedis(ctx context.Context, r *read[V], s local.Stamp) (V,
 	v, ok := c.decode(r.key, data)
 	if ok {
 		c.counters.hitsL2.inc()
-		c.install(r.h, r.key, v, len(data), r.co.l1ttl, false, s)
+		c.install(r.h, r.key, v, len(data), l1TTLFor(r.co.l1ttl, ttl), false, s)
 	}
 	return v, ok, nil
+}
+
+// l1TTLFor is how long a value read from Redis may stay in-process: no
+// longer than it has left in Redis (left; zero when it does not expire),
+// since Redis may report the expiry late or never (it expires keys lazily
+// or by sampling).
+func l1TTLFor(l1ttl, left time.Duration) time.Duration {
+	if left > 0 {
+		return min(l1ttl, left)
+	}
+	return l1ttl
 }
 
 // leasedLoad loads the key under the cross-process lease, or waits for
@@ -362,13 +373,13 @@ func (c *Cache[V]) waitForFill(ctx context.Context, r *read[V], deadline time.Ti
 	for {
 		woken := c.c.wake.wait(r.h) // before the read, so no notice is missed
 		s := c.stamp(r.h)
-		data, held, err := c.c.store.GetWithLease(ctx, r.key, leaseKey)
+		data, ttl, held, err := c.c.store.GetWithLease(ctx, r.key, leaseKey)
 		if err != nil {
 			return v, false, err
 		}
 		if data != nil {
 			if v, ok := c.decode(r.key, data); ok {
-				c.install(r.h, r.key, v, len(data), r.co.l1ttl, false, s)
+				c.install(r.h, r.key, v, len(data), l1TTLFor(r.co.l1ttl, ttl), false, s)
 				return v, true, nil
 			}
 			// A value this cache cannot decode: load it ourselves.

@@ -99,18 +99,11 @@ func (c *Client) invalidate(keys []string) {
 	observe.Invalidated(keys)
 }
 
-// Invalidation modes (remote.Bus.Mode).
-const (
-	modeTracking = "tracking"
-	modePubSub   = "pubsub"
-)
+// modeTracking is the mode of a bus that Redis reports changes to
+// (remote.Bus.Mode).
+const modeTracking = "tracking"
 
-func (c *Client) busMode() string {
-	if m, ok := any(c.bus).(interface{ Mode() string }); ok {
-		return m.Mode()
-	}
-	return modePubSub
-}
+func (c *Client) busMode() string { return c.bus.Mode() }
 
 // fillNotice returns the channel and message a fill of key publishes: none
 // when Redis tracks the keys (the fill's write reaches every process as an

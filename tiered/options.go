@@ -76,6 +76,15 @@ type Options struct {
 	// shares the keys must use the same one. Default: "{prefix}:invalidate".
 	Channel string
 
+	// PubSubOnly turns Redis-assisted invalidation off: only writers that
+	// publish on Channel (this library, services that speak its wire
+	// format) make other processes drop their copies, and writes by others
+	// (the Python template's SETEX and DEL, expiry, eviction) stay invisible
+	// for up to L1TTL. By default every process asks Redis to report every
+	// modification of keys under the prefix (CLIENT TRACKING ... BCAST),
+	// falling back to the channel alone where Redis refuses.
+	PubSubOnly bool
+
 	// InstanceID names this process in invalidation messages.
 	// Default: hostname, pid and a random suffix.
 	InstanceID string

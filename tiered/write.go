@@ -100,14 +100,16 @@ func (c *Cache[V]) del(ctx context.Context, id string, opts []CallOption) error 
 	if c.c.store == nil {
 		return nil
 	}
-	channel, msg := c.c.publishChannel(), []byte(nil)
-	if channel != "" {
-		if msg, err = c.c.bus.Encode(remote.KindInvalidate, key); err != nil {
-			return fmt.Errorf("tiered: delete %s: %w", key, err)
-		}
+	// Where Redis tracks the keys, it reports the delete itself, unless
+	// the key was already absent with a load of it under way: the message
+	// goes out then only, so processes sharing that load start anew.
+	msg, err := c.c.bus.Encode(remote.KindInvalidate, key)
+	if err != nil {
+		return fmt.Errorf("tiered: delete %s: %w", key, err)
 	}
+	tracked := c.c.tracking.Load()
 	start := time.Now()
-	err = c.c.store.Delete(ctx, key, lock.Key(key), channel, msg)
+	err = c.c.store.Delete(ctx, key, lock.Key(key), c.c.opts.Channel, msg, tracked)
 	c.c.metrics.observe(opDelete, start)
 	// Again after the write: a load that read Redis before the delete and
 	// installs after the first invalidation must fail too.
@@ -116,7 +118,7 @@ func (c *Cache[V]) del(ctx context.Context, id string, opts []CallOption) error 
 		c.c.deferInvalidation(key)
 		return c.callFailed(ctx, "delete", key, err)
 	}
-	if channel != "" {
+	if !tracked {
 		c.c.counters.published.inc()
 	}
 	return nil
