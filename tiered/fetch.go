@@ -297,6 +297,11 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, r *read[V], lease *lock.Leas
 			return c.loadLocal(ctx, r, true)
 		}
 	}
+	// Any change to the key from here on (another service's write, which
+	// takes no lease, or its expiry) moves the stamp when Redis reports it:
+	// the loaded value may then be older than what was written, and is
+	// not stored.
+	loading := c.stamp(r.h)
 	v, err := c.load(ctx, r.ld)
 	if err != nil {
 		c.release(ctx, lease)
@@ -306,6 +311,11 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, r *read[V], lease *lock.Leas
 	if err != nil {
 		c.release(ctx, lease)
 		return c.notCached(v, r.key, err)
+	}
+	if c.stamp(r.h) != loading {
+		c.release(ctx, lease)
+		c.counters.fillsRefused.inc()
+		return v, nil
 	}
 	// A refresh replaces a value this process may hold: stamp the stripe
 	// now, and install only if no other write to it comes in meanwhile.

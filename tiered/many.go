@@ -139,6 +139,11 @@ func (c *Cache[V]) loadManyLeased(ctx context.Context, pending []manyItem, load 
 		c.redisError("lease", err)
 		return c.loadManyLocal(ctx, pending, load, out, co, true)
 	}
+	// As in loadAndFill: a key changed while loading is not stored.
+	loading := make([]local.Stamp, len(pending))
+	for i, it := range pending {
+		loading[i] = c.stamp(it.h)
+	}
 	loaded, err := c.loadBatch(ctx, pending, load)
 	if err != nil {
 		c.releaseMany(ctx, leases)
@@ -159,7 +164,10 @@ func (c *Cache[V]) loadManyLeased(ctx context.Context, pending []manyItem, load 
 		if ok {
 			data, err = c.encode(it.key, v)
 		}
-		if !ok || err != nil {
+		if !ok || err != nil || c.stamp(it.h) != loading[i] {
+			if ok && err == nil {
+				c.counters.fillsRefused.inc()
+			}
 			unused = append(unused, leases[i])
 			continue
 		}
