@@ -198,7 +198,7 @@ func run() error {
 		fmt.Printf("   %s sees the new email %v after Set returned (invalidations received: %d)\n",
 			in.name, time.Since(setDone).Round(time.Microsecond), in.client.Stats().InvalidationsReceived)
 	}
-	fmt.Printf("   Set itself (write + lease clear + publish, one script): %v\n\n", setDone.Sub(written).Round(time.Microsecond))
+	fmt.Printf("   Set itself (the value staged, then put in place with its lease cleared, one round trip): %v\n\n", setDone.Sub(written).Round(time.Microsecond))
 
 	// 4. A delete during a slow load: the loaded value is not cached.
 	fmt.Println("4. Delete while another instance is loading")
@@ -219,11 +219,16 @@ func run() error {
 	got := <-done
 	_, err = a.users.Get(ctx, "uuid-789")
 	fmt.Printf("   the loader's caller got %q; afterwards Get says: %v\n", got.Email, err)
-	fmt.Printf("   values not cached because a write came first: %d\n\n", stats(a).LeaseLost)
+	fmt.Printf("   values not cached because a write came first: %d\n\n", stats(a).LeaseLost+stats(a).FillsRefused)
 
-	// 5. Redis goes away.
+	// 5. A write made outside the library, as the Python service makes it.
+	if err := foreignWrite(ctx, fleet, where, kb); err != nil {
+		return err
+	}
+
+	// 6. Redis goes away.
 	if mr != nil {
-		fmt.Println("5. Redis stops")
+		fmt.Println("6. Redis stops")
 		mr.Close()
 		before := db.queries.Load()
 		for i := range 8 {
@@ -304,4 +309,49 @@ func pct(sorted []time.Duration, p int) time.Duration {
 	}
 	i := (len(sorted) - 1) * p / 100
 	return sorted[i].Round(100 * time.Microsecond)
+}
+
+// foreignWrite replaces a user the way the Python template does (SETEX of
+// its JSON, from a client that knows nothing of this library) and shows how
+// long the instances keep serving their old copy.
+func foreignWrite(ctx context.Context, fleet []*instance, addr string, kb *keys.Builder) error {
+	fmt.Println("5. Another service (standing for the Python template) writes with SETEX")
+	raw := redis.NewClient(&redis.Options{Addr: addr})
+	defer raw.Close()
+	key, err := kb.Build(ctx, "user", "uuid-999")
+	if err != nil {
+		return err
+	}
+	for _, in := range fleet {
+		waitL1(ctx, in, "uuid-999")
+	}
+	value := `{"id":"uuid-999","email":"grace.hopper@example.com"}`
+	if err := raw.SetEx(ctx, key, value, time.Hour).Err(); err != nil {
+		return err
+	}
+	written := time.Now()
+	if mode := fleet[0].client.Stats().InvalidationMode; mode != "tracking" {
+		fmt.Printf("   invalidation mode: %s: this Redis does not report changes (the embedded one cannot),\n", mode)
+		fmt.Println("   so the instances serve their copies until L1TTL; run with -redis host:port against Redis 6+ to see it")
+		fmt.Println()
+		return nil
+	}
+	var slowest time.Duration
+	for _, in := range fleet {
+		for {
+			u, err := in.get(ctx, "uuid-999")
+			if err != nil {
+				return err
+			}
+			if u.Email == "grace.hopper@example.com" {
+				break
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+		slowest = max(slowest, time.Since(written))
+	}
+	fmt.Printf("   invalidation mode: tracking (Redis reports every write under %s:)\n", kb.Prefix())
+	fmt.Printf("   every instance serves the new email %v after SETEX returned, nothing published by the writer\n\n",
+		slowest.Round(time.Microsecond))
+	return nil
 }
