@@ -27,8 +27,9 @@ var ErrLate = errors.New("remote: write reached Redis after its deadline")
 //
 // serverClock estimates Redis's clock from the writes' replies: a reply
 // stamped t by Redis and received at local time r proves that Redis's clock
-// minus the local one was at least t-r. Deadlines use the largest such
-// bound seen within the last calibration window, less a margin for drift.
+// minus the local one was at least t-r. Deadlines use the best such bound,
+// aged for drift, less a margin. A step of Redis's clock backwards weakens
+// the fence by the step.
 // Redis Cluster nodes are assumed to agree within that margin (they share
 // NTP); see the README.
 type serverClock struct {
@@ -37,11 +38,13 @@ type serverClock struct {
 	mu     sync.Mutex
 	ok     bool
 	offset int64 // µs, a lower bound of Redis's clock minus the local one
-	at     int64 // local µs of the window's first sample
+	at     int64 // local µs when offset was last updated
 }
 
 const (
-	clockWindow = 2 * time.Second
+	// clockDrift bounds how fast the two clocks may drift apart, in
+	// parts per million (NTP keeps them far closer).
+	clockDrift  = 200
 	clockMargin = time.Millisecond
 )
 
@@ -51,16 +54,20 @@ func newServerClock() *serverClock { return &serverClock{base: time.Now()} }
 func (k *serverClock) now() int64 { return time.Since(k.base).Microseconds() }
 
 // sample records a reply stamped server (µs of Redis's clock) received at
-// local time recv.
+// local time recv. The bound kept is the best of this sample and the
+// previous bound, aged by clockDrift: a reply delayed on its way (a busy
+// machine) gives a poor bound and must not replace a good one, and the two
+// clocks may drift apart slowly.
 func (k *serverClock) sample(server, recv int64) {
 	lo := server - recv
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if !k.ok || recv-k.at > clockWindow.Microseconds() {
+	if !k.ok {
 		k.ok, k.offset, k.at = true, lo, recv
 		return
 	}
-	k.offset = max(k.offset, lo)
+	aged := k.offset - (recv-k.at)*clockDrift/1e6
+	k.offset, k.at = max(lo, aged), recv
 }
 
 // deadline returns the Redis-clock deadline of a write sent at local time
