@@ -141,7 +141,7 @@ func gatedFetch(in *instance, id string, loaded User) (proceed chan struct{}, do
 	started, proceed := make(chan struct{}), make(chan struct{})
 	out := make(chan fetchResult, 1)
 	go func() {
-		u, err := in.users.Fetch(context.Background(), id, func(context.Context) (User, error) {
+		u, err := in.users.Fetch(context.Background(), id, func(context.Context, string) (User, error) {
 			close(started)
 			<-proceed
 			return loaded, nil

@@ -37,7 +37,7 @@ func testStampedeLoadsOnce(t *testing.T, topo topology) {
 	const perInstance = 200
 	f := newFleet(t, topo, 3)
 	var loads atomic.Int64
-	load := func(ctx context.Context) (User, error) {
+	load := func(ctx context.Context, _ string) (User, error) {
 		loads.Add(1)
 		time.Sleep(50 * time.Millisecond)
 		return User{ID: "cold", Email: "cold@example.com"}, nil
@@ -249,7 +249,7 @@ func testTenantsStaySeparate(t *testing.T, topo topology) {
 	if _, err := b.users.Get(context.Background(), "settings"); !errors.Is(err, tiered.ErrTenantRequired) {
 		t.Fatalf("no tenant: %v, want ErrTenantRequired", err)
 	}
-	if _, err := b.users.Fetch(context.Background(), "settings", func(context.Context) (User, error) {
+	if _, err := b.users.Fetch(context.Background(), "settings", func(context.Context, string) (User, error) {
 		t.Error("loader called without a tenant")
 		return User{}, nil
 	}); !errors.Is(err, tiered.ErrTenantRequired) {
@@ -328,7 +328,7 @@ func TestL1OnlyMode(t *testing.T) {
 	}
 	ctx := context.Background()
 	var loads atomic.Int64
-	load := func(context.Context) (User, error) {
+	load := func(context.Context, string) (User, error) {
 		loads.Add(1)
 		return User{ID: "1", Email: "l1@example.com"}, nil
 	}

@@ -117,7 +117,7 @@ func TestTTLs(t *testing.T) {
 	if ttl := e.rdb.PTTL(ctx, e.key(t, ctx, "b")).Val(); ttl <= 29*time.Second || ttl > 30*time.Second {
 		t.Fatalf("call TTL gave PTTL %v", ttl)
 	}
-	if _, err := e.users.Fetch(ctx, "c", func(context.Context) (User, error) { return User{ID: "c"}, nil }, tiered.TTL(20*time.Second)); err != nil {
+	if _, err := e.users.Fetch(ctx, "c", func(context.Context, string) (User, error) { return User{ID: "c"}, nil }, tiered.TTL(20*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if ttl := e.rdb.PTTL(ctx, e.key(t, ctx, "c")).Val(); ttl <= 19*time.Second || ttl > 20*time.Second {
@@ -150,7 +150,7 @@ func TestRefreshReadsPastL1(t *testing.T) {
 		t.Fatalf("Get(Refresh) = %+v, %v", u, err)
 	}
 	loads := 0
-	u, err := e.users.Fetch(ctx, "1", func(context.Context) (User, error) {
+	u, err := e.users.Fetch(ctx, "1", func(context.Context, string) (User, error) {
 		loads++
 		return User{ID: "1", Email: "fresh"}, nil
 	}, tiered.Refresh())
@@ -170,7 +170,7 @@ func TestRefreshInvalidatesPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	awaitL1(t, peer.client, peer.users, ctx, "1")
-	if _, err := e.users.Fetch(ctx, "1", func(context.Context) (User, error) {
+	if _, err := e.users.Fetch(ctx, "1", func(context.Context, string) (User, error) {
 		return User{ID: "1", Email: "fresh"}, nil
 	}, tiered.Refresh()); err != nil {
 		t.Fatal(err)
@@ -205,7 +205,7 @@ func TestTooLarge(t *testing.T) {
 		t.Fatal("large value written")
 	}
 	// Fetch still returns a large loaded value; it just is not cached.
-	u, err := e.users.Fetch(ctx, "2", func(context.Context) (User, error) { return big, nil })
+	u, err := e.users.Fetch(ctx, "2", func(context.Context, string) (User, error) { return big, nil })
 	if err != nil || u.Email != big.Email {
 		t.Fatalf("Fetch of a large value = %v", err)
 	}
@@ -234,7 +234,7 @@ func TestUndecodableValueIsLeftInPlace(t *testing.T) {
 	}
 	theirs := `{"id":1,"email":"theirs"}` // an id Go cannot read as a string
 	e.rdb.Set(ctx, k, theirs, time.Minute)
-	u, err := e.users.Fetch(ctx, "1", func(context.Context) (User, error) { return User{ID: "1", Email: "good"}, nil })
+	u, err := e.users.Fetch(ctx, "1", func(context.Context, string) (User, error) { return User{ID: "1", Email: "good"}, nil })
 	if err != nil || u.Email != "good" {
 		t.Fatalf("Fetch over an undecodable value = %+v, %v", u, err)
 	}
@@ -259,7 +259,7 @@ func TestClosedClient(t *testing.T) {
 	if err := e.client.Close(); err != nil {
 		t.Fatal("second Close:", err)
 	}
-	load := func(context.Context) (User, error) { return User{}, nil }
+	load := func(context.Context, string) (User, error) { return User{}, nil }
 	checks := map[string]error{}
 	_, checks["Get"] = e.users.Get(ctx, "1")
 	_, checks["Fetch"] = e.users.Fetch(ctx, "1", load)

@@ -23,7 +23,7 @@ func (s *source) user(id string) User { return User{ID: id, Email: fmt.Sprint("v
 func heldLoad(users *tiered.Cache[User], src *source, id string) (loaded, proceed chan struct{}, done chan User) {
 	loaded, proceed, done = make(chan struct{}), make(chan struct{}), make(chan User, 1)
 	go func() {
-		u, _ := users.Fetch(context.Background(), id, func(context.Context) (User, error) {
+		u, _ := users.Fetch(context.Background(), id, func(context.Context, string) (User, error) {
 			u := src.user(id)
 			close(loaded)
 			<-proceed
@@ -41,7 +41,7 @@ func fetchNotJoining(t *testing.T, users *tiered.Cache[User], src *source, id st
 	t.Helper()
 	got := make(chan User, 1)
 	go func() {
-		u, _ := users.Fetch(context.Background(), id, func(context.Context) (User, error) { return src.user(id), nil })
+		u, _ := users.Fetch(context.Background(), id, func(context.Context, string) (User, error) { return src.user(id), nil })
 		got <- u
 	}()
 	select {
@@ -124,7 +124,7 @@ func TestFillNoticeFencesALateInstall(t *testing.T) {
 	<-gate.entered      // read v1 from Redis, not installed yet
 	e.rdb.Del(ctx, key) // the key expires
 	before := e.client.Stats().InvalidationsReceived
-	if _, err := peer.Fetch(ctx, "1", func(context.Context) (User, error) { return User{ID: "1", Email: "v2"}, nil }); err != nil {
+	if _, err := peer.Fetch(ctx, "1", func(context.Context, string) (User, error) { return User{ID: "1", Email: "v2"}, nil }); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, func() error {
@@ -159,7 +159,7 @@ func TestRefreshBeatsAnOlderLease(t *testing.T) {
 	loaded, proceed, done := heldLoad(peer.users, src, "1") // holds the lease
 	<-loaded
 	src.v.Store(2)
-	u, err := e.users.Fetch(ctx, "1", func(context.Context) (User, error) { return src.user("1"), nil }, tiered.Refresh())
+	u, err := e.users.Fetch(ctx, "1", func(context.Context, string) (User, error) { return src.user("1"), nil }, tiered.Refresh())
 	if err != nil || u.Email != "v2" {
 		t.Fatalf("refresh = %+v, %v", u, err)
 	}
@@ -192,7 +192,7 @@ func TestCodecPanicsAreErrors(t *testing.T) {
 	errs := make(chan error, 10)
 	for range 10 {
 		go func() {
-			_, err := enc.Fetch(ctx, "1", func(context.Context) (marshalPanics, error) { return marshalPanics{X: 1}, nil })
+			_, err := enc.Fetch(ctx, "1", func(context.Context, string) (marshalPanics, error) { return marshalPanics{X: 1}, nil })
 			errs <- err
 		}()
 	}
@@ -215,7 +215,7 @@ func TestCodecPanicsAreErrors(t *testing.T) {
 	if got := e.rdb.Get(ctx, key).Val(); got != `{"X":1}` {
 		t.Fatalf("the value was replaced by %q", got)
 	}
-	if _, err := dec.Fetch(ctx, "1", func(context.Context) (unmarshalPanics, error) { return unmarshalPanics{X: 2}, nil }); err != nil {
+	if _, err := dec.Fetch(ctx, "1", func(context.Context, string) (unmarshalPanics, error) { return unmarshalPanics{X: 2}, nil }); err != nil {
 		t.Fatalf("Fetch over a value whose decoding panics = %v", err)
 	}
 }
@@ -257,7 +257,7 @@ func TestSetDoesNotAliasTheCallersValue(t *testing.T) {
 // both ErrLoaderPanic and that error.
 func TestPanicErrorUnwrapsTheValue(t *testing.T) {
 	_, users := l1Only(t)
-	_, err := users.Fetch(context.Background(), "1", func(context.Context) (User, error) { panic(io.EOF) })
+	_, err := users.Fetch(context.Background(), "1", func(context.Context, string) (User, error) { panic(io.EOF) })
 	var pe *tiered.PanicError
 	if !errors.Is(err, tiered.ErrLoaderPanic) || !errors.Is(err, io.EOF) || !errors.As(err, &pe) {
 		t.Fatalf("Fetch after panic(io.EOF) = %v", err)

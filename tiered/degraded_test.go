@@ -52,7 +52,7 @@ func TestRedisDownAtStartAndBack(t *testing.T) {
 	}
 	ctx := context.Background()
 	loads := 0
-	load := func(context.Context) (User, error) {
+	load := func(context.Context, string) (User, error) {
 		loads++
 		return User{ID: "1", Email: "from-db"}, nil
 	}
@@ -145,7 +145,7 @@ func TestRedisLostMidway(t *testing.T) {
 	if st := c.Stats(); st.FlushesDown == 0 {
 		t.Fatalf("no flush when the subscription was lost: %+v", st)
 	}
-	u, err := users.Fetch(ctx, "1", func(context.Context) (User, error) { return User{ID: "1", Email: "db"}, nil })
+	u, err := users.Fetch(ctx, "1", func(context.Context, string) (User, error) { return User{ID: "1", Email: "db"}, nil })
 	if err != nil || u.Email != "db" {
 		t.Fatalf("Fetch with Redis gone = %+v, %v; want the loader's value", u, err)
 	}

@@ -9,9 +9,7 @@
 //
 //	client, err := tiered.New(tiered.Options{Redis: rdb, Keys: kb})
 //	users, err := tiered.NewCache[User](client, "user")
-//	u, err := users.Fetch(ctx, id, func(ctx context.Context) (User, error) {
-//		return db.User(ctx, id)
-//	})
+//	u, err := users.Fetch(ctx, id, db.User) // db.User(ctx, id) loads on a miss
 //
 // # Read path
 //
@@ -22,26 +20,29 @@
 // context allows. The load reads Redis; on a Redis miss it takes a lease (a
 // short-lived lock beside the key) so that one process in the fleet runs the
 // loader while the others wait for its result, woken by a fill notification
-// on the invalidation channel. The lease holder stores the value with a
-// script that writes it only if the lease still holds.
+// by Redis's report of the key's change. The lease holder stores the value
+// with a small script that writes it only if the lease still holds and no
+// other writer stored the key meanwhile.
 //
 // # Write path
 //
-// Set and Delete change Redis, remove the key's lease, and publish an
-// invalidation in one atomic script; every other process drops its
-// in-process copy when the message arrives.
+// Set and Delete change Redis and remove the key's lease; Redis itself
+// reports the change to every process (client tracking), which drops its
+// in-process copy when the report arrives. Reports of other writers (the
+// Python service, expiry, eviction) arrive the same way.
 //
 // # Consistency
 //
-//   - In one process: read-your-writes.
-//   - Across processes: another process's in-process copy is dropped within
-//     one pub/sub delivery after Set or Delete returns. A subscription gap
-//     (reconnect) flushes the in-process tier, since messages sent during the
-//     gap are lost; a silent subscription is detected by pings within two
-//     HealthCheckInterval.
+//   - In one process: read-your-writes, strictly; a read never joins a load
+//     that began before a write or an applied invalidation of its key.
+//   - Across processes: a copy is dropped within one delivery of Redis's
+//     report after any write returns, whoever made it, and never outlives
+//     its TTL in Redis. A gap (reconnect, failover, topology change) flushes
+//     the in-process tier.
 //   - A value loaded while the key was written or deleted is returned to its
-//     callers but never cached (the lease check), and a slow installer cannot
-//     resurrect a value invalidated while it was loading (generation stamps).
+//     callers but never cached, and a slow installer cannot resurrect a
+//     value invalidated while it was loading (generation stamps). A failed
+//     Set never lands in Redis later (a deadline in Redis's clock).
 //   - With Redis unreachable, reads are served by the loader, still one load
 //     per key per process, and the in-process tier keeps values at most
 //     DegradedTTL: correctness over hit ratio.

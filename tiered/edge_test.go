@@ -58,7 +58,7 @@ func TestRefreshBeatsSlowReader(t *testing.T) {
 	read := make(chan string)
 	go func() { v, _ := things.Get(ctx, "k"); read <- v }()
 	<-gate.entered // the reader has v0 from Redis and has not installed it
-	v, err := things.Fetch(ctx, "k", func(context.Context) (string, error) { return "v1", nil }, tiered.Refresh())
+	v, err := things.Fetch(ctx, "k", func(context.Context, string) (string, error) { return "v1", nil }, tiered.Refresh())
 	if err != nil || v != "v1" {
 		t.Fatalf("refresh = %q, %v", v, err)
 	}
@@ -100,7 +100,7 @@ func TestFillDropsExpiredCopies(t *testing.T) {
 	awaitL1(t, peer.client, peer.users, ctx, "1")
 	e.rdb.Del(ctx, e.key(t, ctx, "1")) // as an expiry would: no invalidation
 	third := newEnv(t, tiered.Options{Keys: e.kb})
-	if _, err := third.users.Fetch(ctx, "1", func(context.Context) (User, error) {
+	if _, err := third.users.Fetch(ctx, "1", func(context.Context, string) (User, error) {
 		return User{ID: "1", Email: "v1"}, nil
 	}); err != nil {
 		t.Fatal(err)
@@ -117,7 +117,7 @@ func TestLeaseWaitExpires(t *testing.T) {
 	key := e.key(t, ctx, "held")
 	e.rdb.Set(ctx, "{"+key+"}:lease", "someone-else", time.Minute)
 	start := time.Now()
-	u, err := e.users.Fetch(ctx, "held", func(ctx context.Context) (User, error) {
+	u, err := e.users.Fetch(ctx, "held", func(ctx context.Context, _ string) (User, error) {
 		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) < 900*time.Millisecond {
 			return User{}, fmt.Errorf("fallback load got a spent context (deadline %v)", dl)
 		}
@@ -141,7 +141,7 @@ func TestNilInterfaceValue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := anything.Fetch(context.Background(), "1", func(context.Context) (any, error) { return nil, nil })
+	v, err := anything.Fetch(context.Background(), "1", func(context.Context, string) (any, error) { return nil, nil })
 	if err != nil || v != nil {
 		t.Fatalf("Fetch = %v, %v", v, err)
 	}

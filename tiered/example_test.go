@@ -32,7 +32,7 @@ func Example() {
 
 	ctx := context.Background()
 	loads := 0
-	load := func(ctx context.Context) (User, error) {
+	load := func(ctx context.Context, _ string) (User, error) {
 		loads++ // stands for a database query
 		return User{ID: "uuid-456", Email: "ada@example.com"}, nil
 	}

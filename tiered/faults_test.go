@@ -57,8 +57,8 @@ func TestHungRedis(t *testing.T) {
 	})
 	users, _ := tiered.NewCache[User](c, "user")
 	ctx := context.Background()
-	load := func(id string) func(context.Context) (User, error) {
-		return func(context.Context) (User, error) {
+	load := func(id string) func(context.Context, string) (User, error) {
+		return func(context.Context, string) (User, error) {
 			time.Sleep(loaderTime)
 			return User{ID: id}, nil
 		}
@@ -210,7 +210,7 @@ func TestRedisRestartUnderTraffic(t *testing.T) {
 					continue
 				}
 				reads.Add(1)
-				u, err := users.Fetch(ctx, id, func(context.Context) (User, error) { return User{ID: id}, nil })
+				u, err := users.Fetch(ctx, id, func(context.Context, string) (User, error) { return User{ID: id}, nil })
 				if err != nil || u.ID != id {
 					failure.Store(fmt.Sprintf("Fetch(%s) = %+v, %v", id, u, err))
 				}
@@ -294,7 +294,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	}
 	users, _ := tiered.NewCache[User](c, "user")
 	ctx := context.Background()
-	load := func(context.Context) (User, error) { return User{ID: "1"}, nil }
+	load := func(context.Context, string) (User, error) { return User{ID: "1"}, nil }
 	_, _ = users.Fetch(ctx, "1", load)
 	_, _ = users.Get(ctx, "1")
 	_ = users.Set(ctx, "2", User{ID: "2"})
@@ -306,7 +306,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	// A load still running when Close is called is cancelled and awaited.
 	started := make(chan struct{})
 	go func() {
-		_, _ = users.Fetch(ctx, "slow", func(ctx context.Context) (User, error) {
+		_, _ = users.Fetch(ctx, "slow", func(ctx context.Context, _ string) (User, error) {
 			close(started)
 			<-ctx.Done()
 			return User{}, ctx.Err()

@@ -12,20 +12,13 @@ import (
 	"github.com/tieredcache/tieredcache/remote"
 )
 
-// loader is either a loader of one key or a loader by id (Wrap's), so that
-// both reach the slow path without a closure per call.
+// loader is a load function with the id it is called with.
 type loader[V any] struct {
-	fn   func(context.Context) (V, error)
-	byID func(context.Context, string) (V, error)
-	id   string
+	fn func(context.Context, string) (V, error)
+	id string
 }
 
-func (l loader[V]) call(ctx context.Context) (V, error) {
-	if l.byID != nil {
-		return l.byID(ctx, l.id)
-	}
-	return l.fn(ctx)
-}
+func (l loader[V]) call(ctx context.Context) (V, error) { return l.fn(ctx, l.id) }
 
 // read is what one read that missed in-process carries down the slow path.
 type read[V any] struct {
@@ -55,14 +48,15 @@ type read[V any] struct {
 // becomes an error wrapping ErrLoaderPanic for every caller sharing the
 // load.
 //
-// The load function escapes to the load's goroutine, so a closure that
-// captures variables costs an allocation even on a hit; Wrap avoids it.
-func (c *Cache[V]) Fetch(ctx context.Context, id string, load func(ctx context.Context) (V, error), opts ...CallOption) (V, error) {
+// load gets the id it is to load, so that a function or method value
+// serves every id: a closure that captures variables escapes to the load's
+// goroutine and costs an allocation even on a hit.
+func (c *Cache[V]) Fetch(ctx context.Context, id string, load func(ctx context.Context, id string) (V, error), opts ...CallOption) (V, error) {
 	if load == nil {
 		var zero V
 		return zero, errors.New("tiered: Fetch with a nil load function")
 	}
-	return c.fetch(ctx, id, loader[V]{fn: load}, opts)
+	return c.fetch(ctx, id, loader[V]{fn: load, id: id}, opts)
 }
 
 // Wrap returns load with caching in front of it (the template's decorator):
@@ -77,7 +71,7 @@ func (c *Cache[V]) Wrap(load func(ctx context.Context, id string) (V, error), op
 	}
 	opts = append([]CallOption(nil), opts...)
 	return func(ctx context.Context, id string) (V, error) {
-		return c.fetch(ctx, id, loader[V]{byID: load, id: id}, opts)
+		return c.fetch(ctx, id, loader[V]{fn: load, id: id}, opts)
 	}
 }
 

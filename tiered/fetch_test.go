@@ -37,7 +37,7 @@ func TestFetchCoalescesInProcess(t *testing.T) {
 		const callers = 100
 		var loads atomic.Int64
 		release := make(chan struct{})
-		load := func(context.Context) (User, error) {
+		load := func(context.Context, string) (User, error) {
 			loads.Add(1)
 			<-release
 			return User{ID: "1"}, nil
@@ -72,7 +72,7 @@ func TestFetchLoaderPanic(t *testing.T) {
 	inBubble(t, tiered.Options{}, func(t *testing.T, users *tiered.Cache[User]) {
 		release := make(chan struct{})
 		var calls atomic.Int64
-		load := func(context.Context) (User, error) {
+		load := func(context.Context, string) (User, error) {
 			calls.Add(1)
 			<-release
 			panic("boom")
@@ -96,7 +96,7 @@ func TestFetchLoaderPanic(t *testing.T) {
 			}
 		}
 		// Nothing was cached: the next call loads again, and succeeds.
-		u, err := users.Fetch(context.Background(), "p", func(context.Context) (User, error) { return User{ID: "p"}, nil })
+		u, err := users.Fetch(context.Background(), "p", func(context.Context, string) (User, error) { return User{ID: "p"}, nil })
 		if err != nil || u.ID != "p" || calls.Load() != 1 {
 			t.Fatalf("after the panic: %+v, %v (panicking loader ran %d times)", u, err, calls.Load())
 		}
@@ -107,7 +107,7 @@ func TestFetchCancelledCallerLeavesLoadRunning(t *testing.T) {
 	inBubble(t, tiered.Options{}, func(t *testing.T, users *tiered.Cache[User]) {
 		release := make(chan struct{})
 		var loaderCtxErr atomic.Value
-		load := func(ctx context.Context) (User, error) {
+		load := func(ctx context.Context, _ string) (User, error) {
 			<-release
 			loaderCtxErr.Store(fmt.Sprint(ctx.Err()))
 			return User{ID: "1"}, nil
@@ -147,7 +147,7 @@ func TestFetchCancelledCallerLeavesLoadRunning(t *testing.T) {
 func TestFetchLoadTimeout(t *testing.T) {
 	inBubble(t, tiered.Options{LoadTimeout: time.Second}, func(t *testing.T, users *tiered.Cache[User]) {
 		start := time.Now()
-		_, err := users.Fetch(context.Background(), "slow", func(ctx context.Context) (User, error) {
+		_, err := users.Fetch(context.Background(), "slow", func(ctx context.Context, _ string) (User, error) {
 			<-ctx.Done()
 			return User{}, ctx.Err()
 		})
@@ -161,7 +161,7 @@ func TestFetchErrorsAreNotCached(t *testing.T) {
 	_, users := l1Only(t)
 	ctx := context.Background()
 	calls := 0
-	failing := func(context.Context) (User, error) {
+	failing := func(context.Context, string) (User, error) {
 		calls++
 		return User{}, fmt.Errorf("db down")
 	}
@@ -173,7 +173,7 @@ func TestFetchErrorsAreNotCached(t *testing.T) {
 	if calls != 2 {
 		t.Fatalf("failing loader ran %d times, want 2", calls)
 	}
-	_, err := users.Fetch(ctx, "2", func(context.Context) (User, error) {
+	_, err := users.Fetch(ctx, "2", func(context.Context, string) (User, error) {
 		return User{}, fmt.Errorf("user 2: %w", tiered.ErrNotFound)
 	})
 	if !errors.Is(err, tiered.ErrNotFound) {
@@ -188,7 +188,7 @@ func TestFetchWithRedis(t *testing.T) {
 	e := newEnv(t, tiered.Options{})
 	ctx := context.Background()
 	loads := 0
-	load := func(context.Context) (User, error) {
+	load := func(context.Context, string) (User, error) {
 		loads++
 		return User{ID: "1", Email: "loaded"}, nil
 	}

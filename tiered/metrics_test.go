@@ -69,7 +69,7 @@ func TestTemplateMetrics(t *testing.T) {
 	if err := e.users.Delete(ctx, "1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.users.Fetch(ctx, "2", func(context.Context) (User, error) { return User{ID: "2"}, nil }); err != nil {
+	if _, err := e.users.Fetch(ctx, "2", func(context.Context, string) (User, error) { return User{ID: "2"}, nil }); err != nil {
 		t.Fatal(err)
 	}
 	fams := gather(t, reg)

@@ -40,7 +40,7 @@ func TestLeasesFreedWhenTheCallerLeaves(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, _ = e.users.Fetch(context.Background(), "c", func(ctx context.Context) (User, error) {
+		_, _ = e.users.Fetch(context.Background(), "c", func(ctx context.Context, _ string) (User, error) {
 			close(started)
 			<-ctx.Done()
 			return User{}, ctx.Err()

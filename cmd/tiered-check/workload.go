@@ -48,7 +48,7 @@ func (w *worker) fetch(k int, kind string) Op {
 		opts = append(opts, tiered.Refresh())
 	}
 	o := Op{P: w.cfg.ID, K: k, Kind: kind, Start: now()}
-	it, err := w.cache.Fetch(ctx, keyID(k), func(ctx context.Context) (Item, error) { return w.load(ctx, k) }, opts...)
+	it, err := w.cache.Fetch(ctx, keyID(k), func(ctx context.Context, _ string) (Item, error) { return w.load(ctx, k) }, opts...)
 	o.End = now()
 	o.Err = errClass(err)
 	if err == nil {

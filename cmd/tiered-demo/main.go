@@ -205,7 +205,7 @@ func run() error {
 	started := make(chan struct{})
 	done := make(chan User, 1)
 	go func() {
-		u, _ := a.users.Fetch(ctx, "uuid-789", func(ctx context.Context) (User, error) {
+		u, _ := a.users.Fetch(ctx, "uuid-789", func(ctx context.Context, _ string) (User, error) {
 			close(started)
 			time.Sleep(*latency)
 			return User{ID: "uuid-789", Email: "read-before-the-delete@example.com"}, nil
