@@ -83,6 +83,11 @@ func newFleetWith(t *testing.T, topo topology, n int, opts tiered.Options, kopts
 		rdb := topo.client(t, name)
 		o := opts
 		o.Redis, o.Keys, o.InstanceID, o.HealthCheckInterval = rdb, kb, name, 200*time.Millisecond
+		if o.OpTimeout == 0 {
+			// Generous: these tests are not about timeouts, and must pass on
+			// a loaded machine under the race detector.
+			o.OpTimeout = 2 * time.Second
+		}
 		client, err := tiered.New(o)
 		if err != nil {
 			t.Fatal(err)

@@ -150,7 +150,7 @@ func setRaw(t *testing.T, rdb redis.UniversalClient, key, email string) {
 // servedFromL1 reads id until in serves want from its in-process tier.
 func servedFromL1(t *testing.T, in *instance, id, want string) {
 	t.Helper()
-	eventually(t, 5*time.Second, "served from L1", func() bool {
+	eventually(t, 20*time.Second, "served from L1", func() bool {
 		hits := in.client.Stats().Caches[0].HitsL1
 		u, err := in.users.Get(context.Background(), id)
 		return err == nil && u.Email == want && in.client.Stats().Caches[0].HitsL1 > hits

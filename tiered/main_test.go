@@ -51,6 +51,11 @@ func newEnv(t *testing.T, opts tiered.Options, copts ...tiered.CacheOption) *env
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	if opts.OpTimeout == 0 {
+		// Generous: these tests are not about timeouts (faults_test.go is),
+		// and must pass on a loaded machine under the race detector.
+		opts.OpTimeout = 2 * time.Second
+	}
 	c, err := tiered.New(opts)
 	if err != nil {
 		t.Fatal(err)
