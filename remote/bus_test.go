@@ -122,13 +122,6 @@ func (r *recorder) Malformed(err error) {
 	r.mu.Unlock()
 }
 
-// count returns how many times key was invalidated.
-func (r *recorder) count(key string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.invalidated[key]
-}
-
 // await waits until cond holds, re-checking after every event.
 func (r *recorder) await(t *testing.T, what string, cond func(r *recorder) bool) {
 	t.Helper()
@@ -149,11 +142,6 @@ func (r *recorder) await(t *testing.T, what string, cond func(r *recorder) bool)
 			t.Fatalf("timed out waiting for %s; handler calls: %v", what, calls)
 		}
 	}
-}
-
-func startBus(t *testing.T, srv *redistest.Server, channel string, ping time.Duration) (*remote.Bus, *recorder) {
-	t.Helper()
-	return startBusOn(t, srv.Client(t), remote.BusConfig{Channel: channel, PingInterval: ping})
 }
 
 // startBusOn starts a bus over rdb with cfg, filling in the origin, a

@@ -326,7 +326,8 @@ func foreignWrite(ctx context.Context, fleet []*instance, addr string, kb *keys.
 		waitL1(ctx, in, "uuid-999")
 	}
 	value := `{"id":"uuid-999","email":"grace.hopper@example.com"}`
-	if err := raw.SetEx(ctx, key, value, time.Hour).Err(); err != nil {
+	// The command the template sends: SETEX key ttl model_dump_json().
+	if err := raw.Do(ctx, "SETEX", key, 3600, value).Err(); err != nil {
 		return err
 	}
 	written := time.Now()
