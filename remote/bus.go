@@ -149,9 +149,6 @@ func (b *Bus) Start() { b.startOnce.Do(func() { go b.run() }) }
 // Ready is closed once every connection of the bus is first confirmed.
 func (b *Bus) Ready() <-chan struct{} { return b.ready }
 
-// Up reports whether the bus is up: Up was reported, and Down not since.
-func (b *Bus) Up() bool { return b.up.Load() }
-
 // Mode reports how the bus learns of changes once its first subscription
 // is confirmed: "tracking" (Redis reports modified keys; the app channel
 // rides along) or "pubsub" (the app channel alone); "" before. The mode is
@@ -178,7 +175,7 @@ func (b *Bus) Encode(kind string, keys ...string) ([]byte, error) {
 // EncodeAll returns the wire form of messages of kind about keys from this
 // process, split to fit the message limits.
 func (b *Bus) EncodeAll(kind string, keys ...string) ([][]byte, error) {
-	return EncodeMessages(Message{Origin: b.cfg.Origin, Kind: kind, Keys: keys})
+	return encodeMessages(Message{Origin: b.cfg.Origin, Kind: kind, Keys: keys})
 }
 
 // Close stops the bus, waits for its goroutines and closes the clients it

@@ -16,11 +16,12 @@ const (
 	KindFill = "fill"
 )
 
-// Limits on bus messages. A message over them is malformed.
+// Limits on bus messages: 1 MiB, 10,000 keys, keys and origins of 4 KiB.
+// A message over them is malformed.
 const (
-	MaxMessageBytes = 1 << 20
-	MaxMessageKeys  = 10000
-	MaxKeyBytes     = 4096
+	maxMessageBytes = 1 << 20
+	maxMessageKeys  = 10000
+	maxKeyBytes     = 4096
 )
 
 // ErrMalformed is wrapped by every DecodeMessage error.
@@ -48,9 +49,9 @@ func EncodeMessage(m Message) ([]byte, error) {
 	return json.Marshal(m)
 }
 
-// EncodeMessages returns the wire form of m split into as many messages as
-// needed to keep each within MaxMessageKeys keys and MaxMessageBytes bytes.
-func EncodeMessages(m Message) ([][]byte, error) {
+// encodeMessages returns the wire form of m split into as many messages as
+// needed to keep each within maxMessageKeys keys and maxMessageBytes bytes.
+func encodeMessages(m Message) ([][]byte, error) {
 	if len(m.Keys) == 0 {
 		return nil, fmt.Errorf("%w: no keys", ErrMalformed)
 	}
@@ -60,11 +61,11 @@ func EncodeMessages(m Message) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	budget := MaxMessageBytes - len(origin) - len(m.Kind) - 64
+	budget := maxMessageBytes - len(origin) - len(m.Kind) - 64
 	var out [][]byte
 	for start := 0; start < len(m.Keys); {
 		end, size := start, 0
-		for end < len(m.Keys) && end-start < MaxMessageKeys {
+		for end < len(m.Keys) && end-start < maxMessageKeys {
 			k, err := json.Marshal(m.Keys[end])
 			if err != nil {
 				return nil, err
@@ -88,8 +89,8 @@ func EncodeMessages(m Message) ([][]byte, error) {
 // DecodeMessage parses and validates the wire form of a message.
 func DecodeMessage(data []byte) (Message, error) {
 	var m Message
-	if len(data) > MaxMessageBytes {
-		return m, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(data), MaxMessageBytes)
+	if len(data) > maxMessageBytes {
+		return m, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(data), maxMessageBytes)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&m); err != nil {
@@ -111,15 +112,15 @@ func (m Message) validate() error {
 	switch {
 	case m.Origin == "":
 		return fmt.Errorf("%w: no origin", ErrMalformed)
-	case len(m.Origin) > MaxKeyBytes:
-		return fmt.Errorf("%w: origin longer than %d bytes", ErrMalformed, MaxKeyBytes)
+	case len(m.Origin) > maxKeyBytes:
+		return fmt.Errorf("%w: origin longer than %d bytes", ErrMalformed, maxKeyBytes)
 	case len(m.Keys) == 0:
 		return fmt.Errorf("%w: no keys", ErrMalformed)
-	case len(m.Keys) > MaxMessageKeys:
-		return fmt.Errorf("%w: %d keys, limit %d", ErrMalformed, len(m.Keys), MaxMessageKeys)
+	case len(m.Keys) > maxMessageKeys:
+		return fmt.Errorf("%w: %d keys, limit %d", ErrMalformed, len(m.Keys), maxMessageKeys)
 	}
 	for _, k := range m.Keys {
-		if k == "" || len(k) > MaxKeyBytes {
+		if k == "" || len(k) > maxKeyBytes {
 			return fmt.Errorf("%w: key of %d bytes", ErrMalformed, len(k))
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -241,15 +240,6 @@ local l = redis.call('DEL', KEYS[2])
 if ARGV[1] ~= '' and (ARGV[3] ~= '1' or l == 1) then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
 return n
 `)
-
-// TTLArg renders ttl as the millisecond argument the scripts take; zero or
-// negative means no expiry. A positive ttl under a millisecond rounds up.
-func TTLArg(ttl time.Duration) string {
-	if ttl <= 0 {
-		return "0"
-	}
-	return strconv.FormatInt(max(int64(ttl/time.Millisecond), 1), 10)
-}
 
 // stageTTL bounds a staged value's life should its script never run; a
 // value without a TTL is made persistent by the script.

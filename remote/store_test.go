@@ -155,17 +155,6 @@ func TestDownIsNotMiss(t *testing.T) {
 	}
 }
 
-func TestTTLArg(t *testing.T) {
-	for _, tt := range []struct {
-		in   time.Duration
-		want string
-	}{{0, "0"}, {-time.Second, "0"}, {time.Microsecond, "1"}, {1500 * time.Millisecond, "1500"}} {
-		if got := remote.TTLArg(tt.in); got != tt.want {
-			t.Errorf("TTLArg(%v) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 func TestDeleteMany(t *testing.T) {
 	s, rdb, p := newStore(t)
 	ctx := context.Background()
