@@ -84,7 +84,7 @@ func BenchmarkZipf(b *testing.B) {
 				c := newTiered(b, redisClient(b), prefix, "zipf-"+strconv.Itoa(i))
 				u := newUsers(b, c)
 				if i == 0 {
-					prefill(b, c.Keys().Prefix()+":tenant-global:user:", ":v1", ids, users, func(u User) ([]byte, error) {
+					prefill(b, prefix+":tenant-global:user:", ":v1", ids, users, func(u User) ([]byte, error) {
 						return json.Marshal(u)
 					})
 				}

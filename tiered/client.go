@@ -195,11 +195,6 @@ func (c *Client) debug(ctx context.Context) bool {
 	return c.opts.Logger.Enabled(ctx, slog.LevelDebug)
 }
 
-// InstanceID returns the id this process publishes invalidations under.
-func (c *Client) InstanceID() string { return c.opts.InstanceID }
-
-// Keys returns the key builder.
-func (c *Client) Keys() *keys.Builder { return c.keys }
 
 // RedisUp reports whether Redis is configured and usable: the
 // invalidation subscription is confirmed and the circuit breaker is not
