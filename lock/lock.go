@@ -99,6 +99,65 @@ func (l *Leaser) call(ctx context.Context, f func(ctx context.Context) error) er
 	return guard.Run(ctx, l.cfg.Guard, l.cfg.Timeout, f)
 }
 
+// Get is the read of memcache's leases: in one round trip it returns the
+// value of valueKey, with how long it has left (zero: no expiry), or, when
+// the key holds none, takes the lease on it (lease not nil) so that the
+// caller loads it, or returns ErrHeld when another caller holds the lease.
+// Reading and taking the lease at once saves the re-read a separate
+// Acquire needs: no fill can land between them.
+func (l *Leaser) Get(ctx context.Context, valueKey string) (value []byte, ttl time.Duration, lease *Lease, err error) {
+	token, err := randomToken()
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	le := &Lease{l: l, key: Key(valueKey), token: token, valueKey: valueKey}
+	var reply []any
+	err = l.call(ctx, func(ctx context.Context) error {
+		var err error
+		reply, err = getScript.Run(ctx, l.rdb, []string{le.key, valueKey}, token, l.cfg.TTL.Milliseconds()).Slice()
+		return err
+	})
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("lock: get %s: %w", valueKey, err)
+	}
+	if len(reply) != 2 {
+		return nil, 0, nil, fmt.Errorf("lock: get %s: unexpected reply %v", valueKey, reply)
+	}
+	n, _ := reply[1].(int64)
+	switch v := reply[0].(type) {
+	case string:
+		return []byte(v), left(n), nil, nil
+	case nil:
+		if n == 1 {
+			return nil, 0, le, nil
+		}
+		return nil, 0, nil, ErrHeld
+	}
+	return nil, 0, nil, fmt.Errorf("lock: get %s: unexpected reply %v", valueKey, reply)
+}
+
+// left turns a PTTL reply (ms) into the time a value has left: zero for
+// none (-1), and a millisecond for one about to expire (0: under one).
+func left(ms int64) time.Duration {
+	switch {
+	case ms < 0:
+		return 0
+	case ms == 0:
+		return time.Millisecond
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// getScript returns {value, PTTL} of KEYS[2] when it holds a value; else it
+// takes the lease KEYS[1] with token ARGV[1] for ARGV[2] ms unless held and
+// returns {nil, 1} if it took it, {nil, 0} if not.
+var getScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[2])
+if v then return {v, redis.call('PTTL', KEYS[2])} end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {false, 1} end
+return {false, 0}
+`)
+
 // Acquire tries once, without waiting, to take the lease on valueKey. It
 // returns ErrHeld if someone else holds it and another error if Redis
 // could not answer.

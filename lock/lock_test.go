@@ -320,3 +320,28 @@ func TestTakenFillKeepsAnotherWritersValue(t *testing.T) {
 		noStage(t, rdb, key)
 	}
 }
+
+// TestGetReadsOrLeases: a hit returns the value and its TTL; a miss takes
+// the lease; a second miss finds it held.
+func TestGetReadsOrLeases(t *testing.T) {
+	l, rdb, key := setup(t)
+	ctx := context.Background()
+	v, ttl, le, err := l.Get(ctx, key)
+	if err != nil || v != nil || le == nil {
+		t.Fatalf("Get of an absent key = %q, %v, %v; want a lease", v, le, err)
+	}
+	if _, _, _, err := l.Get(ctx, key); !errors.Is(err, lock.ErrHeld) {
+		t.Fatalf("second Get = %v; want ErrHeld", err)
+	}
+	if err := le.Fill(ctx, []byte("1"), time.Minute, false, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	v, ttl, le, err = l.Get(ctx, key)
+	if err != nil || string(v) != "1" || le != nil || ttl <= 0 || ttl > time.Minute {
+		t.Fatalf("Get after the fill = %q, %v, %v, %v", v, ttl, le, err)
+	}
+	rdb.Persist(ctx, key)
+	if _, ttl, _, _ := l.Get(ctx, key); ttl != 0 {
+		t.Fatalf("TTL of a persistent value = %v, want 0", ttl)
+	}
+}

@@ -195,7 +195,6 @@ func (c *Client) debug(ctx context.Context) bool {
 	return c.opts.Logger.Enabled(ctx, slog.LevelDebug)
 }
 
-
 // RedisUp reports whether Redis is configured and usable: the
 // invalidation subscription is confirmed and the circuit breaker is not
 // open.

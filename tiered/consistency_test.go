@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tieredcache/tieredcache/internal/redistest"
 	"github.com/tieredcache/tieredcache/tiered"
 )
 
@@ -261,5 +264,71 @@ func TestPanicErrorUnwrapsTheValue(t *testing.T) {
 	var pe *tiered.PanicError
 	if !errors.Is(err, tiered.ErrLoaderPanic) || !errors.Is(err, io.EOF) || !errors.As(err, &pe) {
 		t.Fatalf("Fetch after panic(io.EOF) = %v", err)
+	}
+}
+
+// roundTrips counts the round trips a client makes to Redis for the cache,
+// leaving out connection handshakes (HELLO, CLIENT) and the bus's health
+// checks (INFO).
+type roundTrips struct{ n atomic.Int64 }
+
+func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func overhead(cmd redis.Cmder) bool {
+	switch cmd.Name() {
+	case "hello", "client", "info":
+		return true
+	}
+	return false
+}
+
+func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if !overhead(cmd) {
+			r.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			if !overhead(c) {
+				r.n.Add(1)
+				break
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestRoundTrips: a cold Fetch costs two round trips (read-or-lease, then
+// the fill), a Redis hit one.
+func TestRoundTrips(t *testing.T) {
+	srv := redistest.Shared(t)
+	var rt roundTrips
+	rdb := srv.Client(t)
+	rdb.AddHook(&rt)
+	e := newEnv(t, tiered.Options{Redis: rdb})
+	peer := newEnv(t, tiered.Options{Keys: e.kb})
+	ctx := context.Background()
+	load := func(_ context.Context, id string) (User, error) { return User{ID: id}, nil }
+	before := rt.n.Load()
+	if _, err := e.users.Fetch(ctx, "cold", load); err != nil {
+		t.Fatal(err)
+	}
+	if n := rt.n.Load() - before; n != 2 {
+		t.Fatalf("a cold Fetch took %d round trips, want 2", n)
+	}
+	if _, err := peer.users.Fetch(ctx, "hit", load); err != nil {
+		t.Fatal(err)
+	}
+	before = rt.n.Load()
+	if _, err := e.users.Fetch(ctx, "hit", load); err != nil {
+		t.Fatal(err)
+	}
+	if n := rt.n.Load() - before; n != 1 {
+		t.Fatalf("a Redis hit took %d round trips, want 1", n)
 	}
 }

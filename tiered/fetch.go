@@ -172,25 +172,40 @@ func (c *Cache[V]) panicked(p any) error {
 	return &PanicError{Value: p, Stack: debug.Stack()}
 }
 
-// flight is the one load of a key in this process for one stamp.
+// flight is the one load of a key in this process for one stamp. Its
+// first call to Redis reads the key or, on a miss, takes the lease on it
+// (lock.Leaser.Get): a cold key costs that round trip and the fill's.
 func (c *Cache[V]) flight(parent context.Context, r *read[V]) (any, error) {
 	ctx, cancel := c.c.loadContext(parent)
 	defer cancel()
 	if c.c.store == nil {
 		return c.loadLocal(ctx, r, false)
 	}
-	if !r.co.refresh {
-		v, ok, err := c.readRedis(ctx, r, r.s)
-		switch {
-		case ok:
+	if r.co.refresh {
+		return c.leasedLoad(ctx, r, false)
+	}
+	start := time.Now()
+	data, ttl, lease, err := c.c.leases.Get(ctx, r.key)
+	c.c.metrics.observe(opGet, start)
+	switch {
+	case err == nil && lease == nil:
+		if v, ok := c.decode(r.key, data); ok {
+			c.counters.hitsL2.inc()
+			c.install(r.h, r.key, v, len(data), l1TTLFor(r.co.l1ttl, ttl), false, r.s)
 			return l2Hit[V]{v}, nil
-		case err != nil:
-			c.redisError("get", err)
-			return c.loadLocal(ctx, r, true)
 		}
 		c.counters.misses.inc()
+		return c.leasedLoad(ctx, r, false) // a value this cache cannot decode
+	case err == nil:
+		c.counters.misses.inc()
+		c.counters.leasesWon.inc()
+		return c.loadAndFill(ctx, r, lease, false)
+	case errors.Is(err, lock.ErrHeld):
+		c.counters.misses.inc()
+		return c.leasedLoad(ctx, r, true)
 	}
-	return c.leasedLoad(ctx, r)
+	c.redisError("get", err)
+	return c.loadLocal(ctx, r, true)
 }
 
 // readRedis reads the key from Redis and keeps a value that decodes
@@ -226,59 +241,62 @@ func l1TTLFor(l1ttl, left time.Duration) time.Duration {
 }
 
 // leasedLoad loads the key under the cross-process lease, or waits for
-// the process that holds it. A refresh takes the lease from whoever holds
-// it: its value must win over any load that began before it.
-func (c *Cache[V]) leasedLoad(ctx context.Context, r *read[V]) (any, error) {
+// the process that holds it (from the start when held). A refresh takes
+// the lease from whoever holds it: its value must win over any load that
+// began before it.
+func (c *Cache[V]) leasedLoad(ctx context.Context, r *read[V], held bool) (any, error) {
 	deadline := time.Now().Add(c.c.opts.LeaseWait)
 	for {
-		var lease *lock.Lease
-		var err error
-		if r.co.refresh {
-			lease, err = c.c.leases.Take(ctx, r.key)
-		} else {
-			lease, err = c.c.leases.Acquire(ctx, r.key)
-		}
-		switch {
-		case err == nil:
-			c.counters.leasesWon.inc()
-			return c.loadAndFill(ctx, r, lease)
-		case errors.Is(err, lock.ErrHeld):
-			c.counters.leasesWaited.inc()
-			v, found, err := c.waitForFill(ctx, r, deadline)
-			switch {
-			case err != nil && ctx.Err() != nil:
-				return nil, fmt.Errorf("tiered: waiting for the load of %s: %w", r.key, ctx.Err())
-			case err != nil:
-				c.redisError("wait", err)
-				return c.loadLocal(ctx, r, true)
-			case found:
-				// Served by another process's load: a miss for this one.
-				return v, nil
-			case time.Now().After(deadline):
-				// The holder is slow or gone. Load without caching, under
-				// a load timeout of its own: the holder's fill, or the
-				// next lease, will cache.
-				c.counters.waitExpired.inc()
-				lctx, cancel := c.c.loadContext(ctx)
-				defer cancel()
-				return c.load(lctx, r.ld)
+		if !held {
+			var lease *lock.Lease
+			var err error
+			if r.co.refresh {
+				lease, err = c.c.leases.Take(ctx, r.key)
+			} else {
+				lease, err = c.c.leases.Acquire(ctx, r.key)
 			}
-			// The lease went away without a value (a failed load or a
-			// delete): try to take it.
-		default:
-			c.redisError("lease", err)
-			return c.loadLocal(ctx, r, true)
+			switch {
+			case err == nil:
+				c.counters.leasesWon.inc()
+				// A fill may have landed between the read and this lease.
+				return c.loadAndFill(ctx, r, lease, !r.co.refresh)
+			case !errors.Is(err, lock.ErrHeld):
+				c.redisError("lease", err)
+				return c.loadLocal(ctx, r, true)
+			}
 		}
+		held = false
+		c.counters.leasesWaited.inc()
+		v, found, err := c.waitForFill(ctx, r, deadline)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil, fmt.Errorf("tiered: waiting for the load of %s: %w", r.key, ctx.Err())
+		case err != nil:
+			c.redisError("wait", err)
+			return c.loadLocal(ctx, r, true)
+		case found:
+			// Served by another process's load: a miss for this one.
+			return v, nil
+		case time.Now().After(deadline):
+			// The holder is slow or gone. Load without caching, under a
+			// load timeout of its own: the holder's fill, or the next
+			// lease, will cache.
+			c.counters.waitExpired.inc()
+			lctx, cancel := c.c.loadContext(ctx)
+			defer cancel()
+			return c.load(lctx, r.ld)
+		}
+		// The lease went away without a value (a failed load or a delete):
+		// try to take it.
 	}
 }
 
 // loadAndFill runs the loader under lease and stores the result if the
 // lease still holds and, unless this is a refresh, nobody else wrote the
-// key meanwhile.
-func (c *Cache[V]) loadAndFill(ctx context.Context, r *read[V], lease *lock.Lease) (any, error) {
-	// Another process may have filled the key between our read and our
-	// lease; read again rather than load twice. A refresh wants a new value.
-	if !r.co.refresh {
+// key meanwhile. With reread, it first reads the key again: another
+// process may have filled it between an earlier read and this lease.
+func (c *Cache[V]) loadAndFill(ctx context.Context, r *read[V], lease *lock.Lease, reread bool) (any, error) {
+	if reread {
 		v, ok, err := c.readRedis(ctx, r, r.s)
 		switch {
 		case ok:
