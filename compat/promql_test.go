@@ -226,3 +226,54 @@ func loadScript(before, after map[string]float64) string {
 	}
 	return b.String()
 }
+
+// TestHistogramsSumWithTheTemplate: with the default buckets, the library's
+// latency histogram and the Python service's (prometheus_client with the
+// template's buckets) share every le, so a dashboard that sums both by le
+// gets a valid quantile.
+func TestHistogramsSumWithTheTemplate(t *testing.T) {
+	srv := redistest.Shared(t)
+	kb, err := keys.New(redistest.Prefix(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	c, err := tiered.New(tiered.Options{Redis: srv.Client(t), Keys: kb,
+		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"job": "go-api"}, reg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	users, _ := tiered.NewCache[User](c, "user")
+	py := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "cache_operation_duration_seconds",
+		Help:    "Latency of Redis operations (get, set, delete) and of loader calls (load).",
+		Buckets: []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5},
+	}, []string{"operation"})
+	prometheus.WrapRegistererWith(prometheus.Labels{"job": "py-api"}, reg).MustRegister(py)
+	ctx := context.Background()
+	before := gather(t, reg)
+	for i := range 20 {
+		_, _ = users.Get(ctx, fmt.Sprint("absent-", i)) // a Redis get each
+		py.WithLabelValues("get").Observe(0.002 * float64(i%5+1))
+	}
+	after := gather(t, reg)
+	storage := promqltest.LoadedStorage(t, loadScript(before, after))
+	engine := promqltest.NewTestEngine(t, false, 5*time.Minute, 1<<20)
+	at := time.Unix(0, 0).Add(2 * time.Minute)
+
+	les := query(t, engine, storage, `count by (le) (cache_operation_duration_seconds_bucket{operation="get"})`, at)
+	if len(les) != 7 {
+		t.Fatalf("%d le values across both services, want the template's 7: %v", len(les), les)
+	}
+	for _, s := range les {
+		if s.F != 2 {
+			t.Fatalf("le %s is exposed by %v services, want both", s.Metric.Get("le"), s.F)
+		}
+	}
+	q := query(t, engine, storage, `histogram_quantile(0.95, sum by (le) (rate(cache_operation_duration_seconds_bucket{operation="get"}[5m])))`, at)
+	if len(q) != 1 || math.IsNaN(q[0].F) || q[0].F <= 0 || q[0].F > 0.5 {
+		t.Fatalf("P95 over both services = %v", q)
+	}
+	t.Logf("P95 get latency over both services: %.4fs", q[0].F)
+}

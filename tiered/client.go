@@ -99,7 +99,7 @@ func New(opts Options) (*Client, error) {
 		}
 	}
 	// Attached last: a scrape may read the Client from now on.
-	if c.metrics, err = newMetrics(c, o.Registerer); err != nil {
+	if c.metrics, err = newMetrics(c, o.Registerer, o.HistogramBuckets); err != nil {
 		c.cancel()
 		c.closeL1()
 		return nil, err

@@ -3,6 +3,7 @@ package tiered
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,11 +21,9 @@ const (
 
 var opNames = [numOps]string{"get", "set", "delete", "load"}
 
-// durationBuckets span a loopback Redis call (about 50µs) to a slow loader.
-var durationBuckets = []float64{
-	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-	0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
-}
+// templateBuckets are the Python template's histogram buckets: with the
+// same ones, a dashboard can sum both services' buckets by le.
+var templateBuckets = []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5}
 
 // metrics is a Client's link to the collector of its registry. A nil
 // *metrics (no Registerer) records nothing.
@@ -43,11 +42,11 @@ func (m *metrics) observe(op int, start time.Time) {
 // newMetrics attaches c to the collector of reg, registering one if reg has
 // none, so that any number of Clients share one set of series with the
 // Python template's names and labels.
-func newMetrics(c *Client, reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(c *Client, reg prometheus.Registerer, buckets []float64) (*metrics, error) {
 	if reg == nil {
 		return nil, nil
 	}
-	col := newCollector()
+	col := newCollector(buckets)
 	if err := reg.Register(col); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if !errors.As(err, &are) {
@@ -56,6 +55,9 @@ func newMetrics(c *Client, reg prometheus.Registerer) (*metrics, error) {
 		existing, ok := are.ExistingCollector.(*collector)
 		if !ok {
 			return nil, fmt.Errorf("tiered: register metrics: another collector owns these names: %w", err)
+		}
+		if !slices.Equal(existing.buckets, buckets) {
+			return nil, fmt.Errorf("tiered: register metrics: HistogramBuckets %v differ from those of a Client already on this registry, %v", buckets, existing.buckets)
 		}
 		col = existing
 	}
@@ -144,6 +146,7 @@ var gauges = map[*prometheus.Desc]bool{
 // that totals never go down.
 type collector struct {
 	duration *prometheus.HistogramVec
+	buckets  []float64
 
 	mu      sync.Mutex
 	clients map[*Client]struct{}
@@ -158,12 +161,13 @@ type seriesKey struct {
 	l1, l2 string
 }
 
-func newCollector() *collector {
+func newCollector(buckets []float64) *collector {
 	return &collector{
+		buckets: buckets,
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "cache_operation_duration_seconds",
 			Help:    "Latency of Redis operations (get, set, delete) and of loader calls (load).",
-			Buckets: durationBuckets,
+			Buckets: buckets,
 		}, []string{"operation"}),
 		clients: make(map[*Client]struct{}),
 		retired: make(series),

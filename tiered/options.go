@@ -106,6 +106,13 @@ type Options struct {
 	// Beyond it invalidations are lost (counted and logged). Default: 100000.
 	MaxPendingInvalidations int
 
+	// HistogramBuckets are the upper bounds, in seconds, of
+	// cache_operation_duration_seconds. Default: the Python template's
+	// (0.001, 0.005, 0.01, 0.05, 0.1, 0.5), so that a dashboard can sum both
+	// services' buckets by le; finer ones resolve a loopback Redis call
+	// (about 50 µs). Clients sharing a Registerer must use the same.
+	HistogramBuckets []float64
+
 	// Registerer receives the Client's Prometheus metrics. Nil: none.
 	Registerer prometheus.Registerer
 
@@ -156,6 +163,14 @@ func (o Options) resolve() (Options, error) {
 	}
 	if o.Breaker.Cooldown < 0 {
 		return o, errors.New("tiered: Breaker.Cooldown must not be negative")
+	}
+	if o.HistogramBuckets == nil {
+		o.HistogramBuckets = templateBuckets
+	}
+	for i, b := range o.HistogramBuckets {
+		if b <= 0 || (i > 0 && b <= o.HistogramBuckets[i-1]) {
+			return o, fmt.Errorf("tiered: HistogramBuckets %v: must be positive and increasing", o.HistogramBuckets)
+		}
 	}
 	if o.Keys == nil {
 		kb, err := keys.New(defaultPrefix)
