@@ -326,7 +326,7 @@ func TestTakenFillKeepsAnotherWritersValue(t *testing.T) {
 func TestGetReadsOrLeases(t *testing.T) {
 	l, rdb, key := setup(t)
 	ctx := context.Background()
-	v, ttl, le, err := l.Get(ctx, key)
+	v, _, le, err := l.Get(ctx, key)
 	if err != nil || v != nil || le == nil {
 		t.Fatalf("Get of an absent key = %q, %v, %v; want a lease", v, le, err)
 	}
@@ -336,7 +336,7 @@ func TestGetReadsOrLeases(t *testing.T) {
 	if err := le.Fill(ctx, []byte("1"), time.Minute, false, "", nil); err != nil {
 		t.Fatal(err)
 	}
-	v, ttl, le, err = l.Get(ctx, key)
+	v, ttl, le, err := l.Get(ctx, key)
 	if err != nil || string(v) != "1" || le != nil || ttl <= 0 || ttl > time.Minute {
 		t.Fatalf("Get after the fill = %q, %v, %v, %v", v, ttl, le, err)
 	}

@@ -62,6 +62,9 @@ type Client struct {
 	closed  atomic.Bool
 	flights sync.WaitGroup
 
+	// ownedRedis is the client NewFromEnv made, closed by Close.
+	ownedRedis *redis.Client
+
 	counters clientCounters
 	cachesMu sync.Mutex
 	caches   []cacheStatser
@@ -229,6 +232,9 @@ func (c *Client) Close() error {
 	c.flights.Wait()
 	c.closeL1()
 	c.metrics.unregister(c)
+	if c.ownedRedis != nil {
+		err = errors.Join(err, c.ownedRedis.Close())
+	}
 	return err
 }
 
