@@ -33,10 +33,12 @@ func testForeignWritesInvalidate(t *testing.T, topo topology) {
 	if mode := f.instances[0].client.Stats().InvalidationMode; mode != "tracking" {
 		t.Fatalf("invalidation mode %q on a real Redis, want tracking", mode)
 	}
-	rounds := 300
+	rounds := 200
 	if n, err := strconv.Atoi(os.Getenv("TIERED_FOREIGN_ROUNDS")); err == nil && n > 0 {
 		rounds = n
 	}
+	const expiryTTL = 100 * time.Millisecond
+	skipped := 0
 	var delays []time.Duration
 	byKind := map[int][]time.Duration{}
 	applied := make(chan string, 1024)
@@ -70,13 +72,13 @@ func testForeignWritesInvalidate(t *testing.T, topo topology) {
 		case 2: // a separate process, as another service would be
 			redisCLI(t, f.admin, "SETEX", key, "60", userJSON(t, id, fmt.Sprintf("new-%d", i)))
 		case 3: // expiry
-			if err := f.admin.PExpire(ctx, key, 20*time.Millisecond).Err(); err != nil {
+			if err := f.admin.PExpire(ctx, key, expiryTTL).Err(); err != nil {
 				t.Fatal(err)
 			}
 		}
 		written := time.Now()
 		if i%4 == 3 {
-			written = written.Add(20 * time.Millisecond)
+			written = written.Add(expiryTTL)
 		}
 		for seen := 0; seen < len(f.instances); {
 			select {
@@ -93,10 +95,17 @@ func testForeignWritesInvalidate(t *testing.T, topo topology) {
 			// The PEXPIRE itself was reported; the copies re-read now must
 			// go when the key expires, which Redis may report late or
 			// never: a copy never outlives the TTL it was read with.
+			cached := true
 			for _, in := range f.instances {
-				servedFromL1(t, in, id, old)
+				cached = cached && cachedBefore(in, id, old, written)
 			}
 			time.Sleep(time.Until(written))
+			if !cached {
+				// A loaded machine: the key expired before every instance
+				// had it in-process again. Nothing to measure this round.
+				skipped++
+				continue
+			}
 			written = time.Now()
 		}
 		for _, in := range f.instances {
@@ -121,13 +130,19 @@ func testForeignWritesInvalidate(t *testing.T, topo topology) {
 	}
 	for k, name := range []string{"SETEX", "DEL", "redis-cli SETEX (from the process's exit)", "expiry (from the TTL's end to the last instance not serving it, by polling)"} {
 		d := byKind[k]
+		if len(d) == 0 {
+			continue
+		}
 		slices.Sort(d)
 		t.Logf("%s %s: p50 %v p99 %v max %v", topo.name, name, d[len(d)/2], d[len(d)*99/100], d[len(d)-1])
+	}
+	if skipped > 0 {
+		t.Logf("%s: %d expiry rounds not measured: the key expired before every instance held it again", topo.name, skipped)
 	}
 	slices.Sort(delays)
 	q := func(p float64) time.Duration { return delays[int(p*float64(len(delays)-1))] }
 	t.Logf("%s: foreign write to every instance having dropped its copy, %d writes: p50 %v, p99 %v, max %v",
-		topo.name, rounds, q(0.5), q(0.99), delays[len(delays)-1])
+		topo.name, len(delays), q(0.5), q(0.99), delays[len(delays)-1])
 }
 
 func userJSON(t *testing.T, id, email string) string {
@@ -145,6 +160,20 @@ func setRaw(t *testing.T, rdb redis.UniversalClient, key, email string) {
 	if err := rdb.SetEx(context.Background(), key, userJSON(t, id, email), time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// cachedBefore reads id until in serves want from its in-process tier, and
+// reports whether it did before deadline.
+func cachedBefore(in *instance, id, want string, deadline time.Time) bool {
+	for time.Now().Before(deadline) {
+		hits := in.client.Stats().Caches[0].HitsL1
+		u, err := in.users.Get(context.Background(), id)
+		if err == nil && u.Email == want && in.client.Stats().Caches[0].HitsL1 > hits {
+			return true
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return false
 }
 
 // servedFromL1 reads id until in serves want from its in-process tier.
