@@ -119,9 +119,11 @@ func (c *Cache[V]) install(h uint64, key string, v V, size int, ttl time.Duratio
 	if c.noL1 {
 		return
 	}
-	if c.c.l1.Install(h, key, &v, int64(size), c.c.l1TTL(ttl, degraded), s) && c.c.store == nil {
-		// ristretto applies a new key asynchronously. In L1-only mode
-		// nothing else would serve the next read, so wait for it to land.
+	if c.c.l1.Install(h, key, &v, int64(size), c.c.l1TTL(ttl, degraded), s) &&
+		(c.c.store == nil || degraded || c.c.degraded.Load()) {
+		// ristretto applies a new key asynchronously. Without Redis (L1-only
+		// mode, or Redis failing) nothing else would serve the next read:
+		// wait for it to land, or that read would load again.
 		c.c.l1.Wait()
 	}
 }
