@@ -28,8 +28,8 @@ type Cache[V any] struct {
 	keys               *keys.Resource
 	base               call // the options of a call that gives none
 	cfg                cacheConfig
-	noL1               bool // values stay out of the in-process tier
-	alias              bool // a V can share memory with its writer: keep copies
+	noL1               bool     // values stay out of the in-process tier
+	copy               copyMode // how values handed over are kept out of their writer's reach
 	group              singleflight.Group
 	counters           cacheCounters
 	decodeLog, fillLog rateLimit
@@ -63,7 +63,7 @@ func NewCache[V any](c *Client, resource string, opts ...CacheOption) (*Cache[V]
 		}
 	}
 	cache := &Cache[V]{c: c, resource: resource, keys: rk, cfg: cfg,
-		noL1: cfg.noL1 || c.l1off, alias: mayAlias(reflect.TypeFor[V]())}
+		noL1: cfg.noL1 || c.l1off, copy: copyModeOf(reflect.TypeFor[V]())}
 	cache.base, _ = cache.resolve(nil)
 	c.register(cache)
 	return cache, nil
@@ -130,13 +130,17 @@ func (c *Cache[V]) install(h uint64, key string, v V, size int, ttl time.Duratio
 
 // keep installs v, whose encoding is data, fenced by s. When a V can share
 // memory with whoever handed it over (a caller of Set, a loader), the
-// in-process tier gets a copy decoded from data instead, so that nobody
-// can change what later reads return.
+// in-process tier gets a copy instead, so that nobody can change what
+// later reads return: a deep copy that shares only strings, or, for a V
+// reflection cannot copy, one decoded from data.
 func (c *Cache[V]) keep(r *read[V], v V, data []byte, degraded bool, s local.Stamp) {
 	if c.noL1 {
 		return
 	}
-	if c.alias {
+	switch c.copy {
+	case copyDeep:
+		v = deepCopy(v)
+	case copyDecode:
 		var cp V
 		if err := c.unmarshal(data, &cp); err != nil {
 			return
@@ -189,29 +193,6 @@ func (c *Cache[V]) decode(key string, data []byte) (V, bool) {
 		"resource_type", c.resource, "key", key, "bytes", len(data), "error", err)
 	var zero V
 	return zero, false
-}
-
-// mayAlias reports whether a value of type t can share memory with a copy
-// of it: whether it holds pointers, maps, slices, interfaces, channels or
-// functions. A time.Time's location pointer does not count: nobody changes
-// a Location.
-func mayAlias(t reflect.Type) bool {
-	if t == reflect.TypeFor[time.Time]() {
-		return false
-	}
-	switch t.Kind() {
-	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Interface, reflect.Chan, reflect.Func, reflect.UnsafePointer:
-		return true
-	case reflect.Array:
-		return t.Len() > 0 && mayAlias(t.Elem())
-	case reflect.Struct:
-		for i := range t.NumField() {
-			if mayAlias(t.Field(i).Type) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // callFailed classifies the failure of a call to Redis made with the

@@ -332,3 +332,51 @@ func TestRoundTrips(t *testing.T) {
 		t.Fatalf("a Redis hit took %d round trips, want 1", n)
 	}
 }
+
+type withHidden struct {
+	Name   string `json:"name"`
+	hidden []string
+}
+
+// TestCopiesShareNothingWritable: the in-process copy of a Set value is
+// independent of the caller's, however deep, for a type reflection can
+// copy and for one it cannot (an unexported slice: decoded from Redis).
+func TestCopiesShareNothingWritable(t *testing.T) {
+	e := newEnv(t, tiered.Options{})
+	ctx := context.Background()
+	type deep struct {
+		Tags  []string
+		Attrs map[string][]int
+		Next  *profile
+		Arr   [2][]byte
+	}
+	deeps, _ := tiered.NewCache[deep](e.client, "deep")
+	v := deep{Tags: []string{"a"}, Attrs: map[string][]int{"k": {1}}, Next: &profile{Tags: []string{"n"}}, Arr: [2][]byte{{1}, {2}}}
+	if err := deeps.Set(ctx, "1", v); err != nil {
+		t.Fatal(err)
+	}
+	v.Tags[0], v.Attrs["k"][0], v.Next.Tags[0], v.Arr[1][0] = "x", 9, "x", 9
+	eventually(t, 2*time.Second, func() error {
+		hits := cacheStats(e.client, "deep").HitsL1
+		got, err := deeps.Get(ctx, "1")
+		if err != nil {
+			return err
+		}
+		if got.Tags[0] != "a" || got.Attrs["k"][0] != 1 || got.Next.Tags[0] != "n" || got.Arr[1][0] != 2 {
+			t.Fatalf("the caller's changes reached the cache: %+v", got)
+		}
+		if cacheStats(e.client, "deep").HitsL1 == hits {
+			return errors.New("not served in-process yet")
+		}
+		return nil
+	})
+	hidden, _ := tiered.NewCache[withHidden](e.client, "hidden")
+	h := withHidden{Name: "n", hidden: []string{"a"}}
+	if err := hidden.Set(ctx, "1", h); err != nil {
+		t.Fatal(err)
+	}
+	h.hidden[0] = "x"
+	if got, err := hidden.Get(ctx, "1"); err != nil || got.Name != "n" || got.hidden != nil {
+		t.Fatalf("Get = %+v, %v; want a copy decoded from Redis", got, err)
+	}
+}
