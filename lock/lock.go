@@ -126,7 +126,7 @@ func (l *Leaser) Get(ctx context.Context, valueKey string) (value []byte, ttl ti
 	n, _ := reply[1].(int64)
 	switch v := reply[0].(type) {
 	case string:
-		return []byte(v), left(n), nil, nil
+		return []byte(v), pipe.TTLLeft(time.Duration(n) * time.Millisecond), nil, nil
 	case nil:
 		if n == 1 {
 			return nil, 0, le, nil
@@ -134,18 +134,6 @@ func (l *Leaser) Get(ctx context.Context, valueKey string) (value []byte, ttl ti
 		return nil, 0, nil, ErrHeld
 	}
 	return nil, 0, nil, fmt.Errorf("lock: get %s: unexpected reply %v", valueKey, reply)
-}
-
-// left turns a PTTL reply (ms) into the time a value has left: zero for
-// none (-1), and a millisecond for one about to expire (0: under one).
-func left(ms int64) time.Duration {
-	switch {
-	case ms < 0:
-		return 0
-	case ms == 0:
-		return time.Millisecond
-	}
-	return time.Duration(ms) * time.Millisecond
 }
 
 // getScript returns {value, PTTL} of KEYS[2] when it holds a value; else it

@@ -93,24 +93,12 @@ func (s *Store) Get(ctx context.Context, key string) (data []byte, ttl time.Dura
 	case err == nil && pttl.Val() == -2:
 		return nil, 0, ErrMiss // expired between the two reads
 	case err == nil:
-		return data, leftOf(pttl.Val()), nil
+		return data, pipe.TTLLeft(pttl.Val()), nil
 	case errors.Is(err, redis.Nil):
 		return nil, 0, ErrMiss
 	default:
 		return nil, 0, fmt.Errorf("remote: GET %s: %w", key, err)
 	}
-}
-
-// leftOf turns a PTTL reply into the time a value has left: zero for none
-// (-1), and a millisecond for a value about to expire (0: under one).
-func leftOf(pttl time.Duration) time.Duration {
-	switch {
-	case pttl < 0:
-		return 0
-	case pttl == 0:
-		return time.Millisecond
-	}
-	return pttl
 }
 
 // GetWithLease returns the value of key (nil if absent), its TTL as Get
@@ -142,7 +130,7 @@ func (s *Store) GetWithLease(ctx context.Context, key, lease string) ([]byte, ti
 	if pttl.Val() == -2 {
 		b = nil // expired between the reads
 	}
-	return b, leftOf(pttl.Val()), n > 0, nil
+	return b, pipe.TTLLeft(pttl.Val()), n > 0, nil
 }
 
 // MGet returns the values of keys in order, nil where a key holds none, in

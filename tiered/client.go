@@ -17,6 +17,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/tieredcache/tieredcache/internal/guard"
+	"github.com/tieredcache/tieredcache/internal/observe"
 	"github.com/tieredcache/tieredcache/keys"
 	"github.com/tieredcache/tieredcache/local"
 	"github.com/tieredcache/tieredcache/lock"
@@ -242,7 +243,15 @@ func (c *Client) Close() error {
 func (c *Client) l1Invalidate(h uint64) { c.l1.Invalidate(h) }
 
 // flushL1 makes every in-process copy read as a miss.
-func (c *Client) flushL1() { c.l1.Flush() }
+// flushL1 makes every in-process copy read as a miss, reports it to the
+// observer, and counts it under reason (nil: not counted).
+func (c *Client) flushL1(reason *counter) {
+	c.l1.Flush()
+	observe.Invalidated(nil)
+	if reason != nil {
+		reason.inc()
+	}
+}
 
 func (c *Client) closeL1() { c.l1.Close() }
 
@@ -304,7 +313,7 @@ func (c *Client) Stats() Stats {
 		ReplayedInvalidations:  c.counters.replayed.load(),
 	}
 	if c.bus != nil {
-		s.InvalidationMode = c.busMode()
+		s.InvalidationMode = c.bus.Mode()
 	}
 	if !c.l1off {
 		s.L1Dropped = c.l1.Dropped()

@@ -18,12 +18,12 @@ func (h busHandler) Up(gap bool) {
 	// Anything cached while the subscription was away may have missed an
 	// invalidation. Flush before leaving degraded mode, so an install that
 	// raced the flush used the short TTL.
-	c.flushL1()
-	observe.Invalidated(nil)
 	if gap {
-		c.counters.flushGap.inc()
+		c.flushL1(&c.counters.flushGap)
+	} else {
+		c.flushL1(nil)
 	}
-	mode := c.busMode()
+	mode := c.bus.Mode()
 	c.tracking.Store(mode == modeTracking)
 	if c.modeLogged.CompareAndSwap(false, true) {
 		c.opts.Logger.Info("tiered: invalidation mode", "mode", mode)
@@ -44,9 +44,7 @@ func (h busHandler) Down(err error) {
 		return // already down (or never up): nothing cached since the flush
 	}
 	c.opts.Logger.Warn("tiered: Redis subscription lost; serving loads with short-lived local caching", "error", err)
-	c.flushL1()
-	observe.Invalidated(nil)
-	c.counters.flushDown.inc()
+	c.flushL1(&c.counters.flushDown)
 }
 
 // Message applies an app-level message: another process's write or fill,
@@ -73,9 +71,7 @@ func (h busHandler) Message(m remote.Message) {
 func (h busHandler) Invalidate(keys []string) {
 	c := h.c
 	if keys == nil {
-		c.flushL1()
-		observe.Invalidated(nil)
-		c.counters.flushAll.inc()
+		c.flushL1(&c.counters.flushAll)
 		return
 	}
 	c.counters.received.inc()
@@ -102,8 +98,6 @@ func (c *Client) invalidate(keys []string) {
 // modeTracking is the mode of a bus that Redis reports changes to
 // (remote.Bus.Mode).
 const modeTracking = "tracking"
-
-func (c *Client) busMode() string { return c.bus.Mode() }
 
 // fillNotice returns the channel and message a fill of key publishes: none
 // when Redis tracks the keys (the fill's write reaches every process as an

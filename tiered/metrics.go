@@ -226,8 +226,8 @@ func (col *collector) Collect(ch chan<- prometheus.Metric) {
 		if c.breakerIsOpen() {
 			open = 1
 		}
-		if mode := c.busMode(); c.bus != nil && mode != "" {
-			s[seriesKey{desc: descMode, l1: mode}]++
+		if c.bus != nil && c.bus.Mode() != "" {
+			s[seriesKey{desc: descMode, l1: c.bus.Mode()}]++
 		}
 	}
 	col.mu.Unlock()

@@ -138,3 +138,18 @@ func TestTwoClientsOneRegistry(t *testing.T) {
 		t.Fatal("New succeeded against a registry that already has cache_hits_total")
 	}
 }
+
+// TestL1OnlyMetrics scrapes a Client without Redis: no invalidation mode,
+// no panic.
+func TestL1OnlyMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c, err := tiered.New(tiered.Options{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	mfs := gather(t, reg)
+	if _, ok := mfs["cache_invalidation_mode"]; ok {
+		t.Fatal("an invalidation mode without Redis")
+	}
+}

@@ -121,3 +121,16 @@ func RunStaged(ctx context.Context, rdb Pipeliner, ordered bool, script *redis.S
 	}
 	return cmds, err
 }
+
+// TTLLeft turns a PTTL reply into the time a value has left: zero for none
+// (a negative reply), and a millisecond for a value about to expire (0:
+// under a millisecond left).
+func TTLLeft(pttl time.Duration) time.Duration {
+	switch {
+	case pttl < 0:
+		return 0
+	case pttl == 0:
+		return time.Millisecond
+	}
+	return pttl
+}
