@@ -110,7 +110,7 @@ func newTiered(b *testing.B, rdb *redis.Client, prefix, instance string, mut ...
 	return c
 }
 
-func newUsers(b *testing.B, c *tiered.Client, opts ...tiered.CacheOption) *tiered.Cache[User] {
+func newUsers(b *testing.B, c *tiered.Client, opts ...tiered.Option) *tiered.Cache[User] {
 	b.Helper()
 	u, err := tiered.NewCache[User](c, "user", opts...)
 	if err != nil {

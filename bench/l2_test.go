@@ -19,7 +19,7 @@ func BenchmarkL2Hit(b *testing.B) {
 	rdb := redisClient(b)
 
 	client := newTiered(b, rdb, realPrefix, "l2-a")
-	users := newUsers(b, client, tiered.WithoutL1())
+	users := newUsers(b, client, tiered.NoL1())
 	check(b, users.Set(ctx, realID, user))
 	b.Cleanup(func() { _ = users.Delete(context.Background(), realID) })
 	raw, err := rdb.Get(ctx, realKey).Bytes()

@@ -13,7 +13,7 @@ import (
 	gcache "github.com/go-redis/cache/v9"
 	"github.com/viccon/sturdyc"
 
-	"github.com/tieredcache/tieredcache/local"
+	"github.com/tieredcache/tieredcache/internal/local"
 	"github.com/tieredcache/tieredcache/tiered"
 )
 

@@ -27,7 +27,7 @@ func BenchmarkFetchMiss(b *testing.B) {
 	rdb := redisClient(b)
 	prefix := redistest.Prefix(b)
 	client := newTiered(b, rdb, prefix, "miss-a")
-	users := newUsers(b, client, tiered.WithTTL(missTTL))
+	users := newUsers(b, client, tiered.TTL(missTTL))
 	grc := gcache.New(&gcache.Options{Redis: rdb})
 	load := func(ctx context.Context, id string) (User, error) { return makeUser(id), nil }
 	fetch := users.Wrap(load)

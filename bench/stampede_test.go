@@ -48,7 +48,7 @@ func BenchmarkStampede(b *testing.B) {
 			var fs []stampedeFetcher
 			for i := range instances {
 				c := newTiered(b, redisClient(b), prefix, "stampede-"+strconv.Itoa(i))
-				users := newUsers(b, c, tiered.WithTTL(time.Minute))
+				users := newUsers(b, c, tiered.TTL(time.Minute))
 				fs = append(fs, func(ctx context.Context, key string, load func(context.Context) (User, error)) error {
 					_, err := users.Fetch(ctx, key, func(ctx context.Context, _ string) (User, error) { return load(ctx) })
 					return err

@@ -1,26 +1,16 @@
-// Package local is the in-process tier (L1): a typed wrapper over ristretto
-// v2 holding decoded values under a byte budget.
+// Package local is an in-process cache with generation fencing: a typed
+// cache over ristretto v2 under a memory budget, whose installs can be
+// fenced against invalidations that happen while a value is being read.
 //
-// Keys are hashed once by the caller ([Cache.Hash]) and looked up by hash;
-// each entry keeps its full key, so a hash collision reads as a miss, never
-// as another key's value. A lookup with a key held in a caller's buffer does
-// not allocate.
+// The pattern it serves: take a [Stamp] of a key, read the value from a
+// slower source, and [Cache.Install] it with that stamp. If the key was
+// invalidated ([Cache.Invalidate]) or the cache flushed ([Cache.Flush]) in
+// between, the install is refused, so a value read before a change never
+// lands after it. Stamps are kept per stripe of keys, not per key, so the
+// cache holds no per-key state beyond its entries; an invalidation of one
+// key may refuse an install of another in its stripe, never the reverse.
 //
-// Two mechanisms keep a slow installer from resurrecting a value that was
-// invalidated while it was loading:
-//
-//   - Generation stamps. Keys are spread over a fixed array of stripes, each
-//     with a generation counter. A loader takes a [Stamp] before it reads the
-//     remote tier; [Cache.Invalidate] bumps the stripe's generation; and
-//     [Cache.Install] stores the value only if the stamp is still current.
-//     The check and the store happen under the stripe's lock, which
-//     Invalidate also takes, so no interleaving can reinsert a stale value.
-//     (ristretto applies a Set of a new key asynchronously and a Set after a
-//     Del re-inserts, so Del alone is not enough.)
-//   - An epoch. [Cache.Flush] bumps it in O(1); entries installed under an
-//     older epoch read as misses. It is how a subscription gap drops every
-//     entry at once.
-//
-// ristretto may drop or reject any Set (that is its admission policy), so
-// Install is best effort: callers must treat the L1 as a cache.
+// Installs are applied by ristretto's goroutine: an installed value
+// becomes visible to Get shortly after Install returns, and the admission
+// policy may refuse it. Package tiered uses the same implementation.
 package local

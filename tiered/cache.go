@@ -9,9 +9,8 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/tieredcache/tieredcache/internal/local"
 	"github.com/tieredcache/tieredcache/keys"
-	"github.com/tieredcache/tieredcache/local"
-	"github.com/tieredcache/tieredcache/remote"
 )
 
 // keyBufSize is the stack buffer keys are built in; longer keys allocate.
@@ -27,7 +26,6 @@ type Cache[V any] struct {
 	resource           string
 	keys               *keys.Resource
 	base               call // the options of a call that gives none
-	cfg                cacheConfig
 	noL1               bool     // values stay out of the in-process tier
 	copy               copyMode // how values handed over are kept out of their writer's reach
 	group              singleflight.Group
@@ -36,7 +34,7 @@ type Cache[V any] struct {
 }
 
 // NewCache returns the cache of resource values of type V.
-func NewCache[V any](c *Client, resource string, opts ...CacheOption) (*Cache[V], error) {
+func NewCache[V any](c *Client, resource string, opts ...Option) (*Cache[V], error) {
 	if c == nil {
 		return nil, errors.New("tiered: NewCache with a nil Client")
 	}
@@ -47,24 +45,27 @@ func NewCache[V any](c *Client, resource string, opts ...CacheOption) (*Cache[V]
 	if err != nil {
 		return nil, err
 	}
-	cfg := cacheConfig{ttl: c.opts.TTL, l1ttl: c.opts.L1TTL, codec: remote.JSON{}}
-	for _, o := range opts {
-		if err := o(&cfg); err != nil {
-			return nil, err
-		}
+	base, err := call{ttl: c.opts.TTL, l1ttl: c.opts.L1TTL, codec: jsonCodec{}}.apply(atNewCache, opts)
+	if err != nil {
+		return nil, err
 	}
 	if c.store == nil {
 		// In L1-only mode the in-process tier is the cache: only TTL applies.
-		cfg.l1ttl = cfg.ttl
+		base.l1ttl = base.ttl
 	}
-	if cfg.version != "" {
-		if rk, err = rk.WithVersion(cfg.version); err != nil {
+	base.l1ttl = min(base.l1ttl, base.ttl)
+	if base.hasVersion {
+		// The cache's version is its key builder's default; only a call's
+		// Version is passed on with each key.
+		if rk, err = rk.WithVersion(base.version); err != nil {
 			return nil, err
 		}
+		base.version, base.hasVersion = "", false
 	}
-	cache := &Cache[V]{c: c, resource: resource, keys: rk, cfg: cfg,
-		noL1: cfg.noL1 || c.l1off, copy: copyModeOf(reflect.TypeFor[V]())}
-	cache.base, _ = cache.resolve(nil)
+	cache := &Cache[V]{c: c, resource: resource, keys: rk, base: base,
+		noL1: base.noL1 || c.l1off, copy: copyModeOf(reflect.TypeFor[V]())}
+	base.noL1 = false // kept in cache.noL1
+	cache.base = base
 	c.register(cache)
 	return cache, nil
 }
@@ -75,8 +76,8 @@ func (c *Cache[V]) Resource() string { return c.resource }
 func (c *Cache[V]) stats() CacheStats { return c.counters.snapshot(c.resource) }
 
 // Key returns the Redis key of id under the call's options.
-func (c *Cache[V]) Key(ctx context.Context, id string, opts ...CallOption) (string, error) {
-	key, _, _, err := c.keyOf(ctx, id, opts)
+func (c *Cache[V]) Key(ctx context.Context, id string, opts ...Option) (string, error) {
+	key, _, _, err := c.keyOf(ctx, id, atKey, opts)
 	return key, err
 }
 
@@ -134,7 +135,7 @@ func (c *Cache[V]) install(h uint64, key string, v V, size int, ttl time.Duratio
 // later reads return: a deep copy that shares only strings, or, for a V
 // reflection cannot copy, one decoded from data.
 func (c *Cache[V]) keep(r *read[V], v V, data []byte, degraded bool, s local.Stamp) {
-	if c.noL1 {
+	if c.noL1 || r.co.noL1 {
 		return
 	}
 	switch c.copy {
@@ -158,7 +159,7 @@ func (c *Cache[V]) encode(key string, v V) (data []byte, err error) {
 			data, err = nil, c.panicked(p)
 		}
 	}()
-	data, err = c.cfg.codec.Marshal(v)
+	data, err = c.base.codec.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("tiered: encode %s: %w", key, err)
 	}
@@ -176,7 +177,7 @@ func (c *Cache[V]) unmarshal(data []byte, v *V) (err error) {
 			err = fmt.Errorf("codec panicked: %v", p)
 		}
 	}()
-	return c.cfg.codec.Unmarshal(data, v)
+	return c.base.codec.Unmarshal(data, v)
 }
 
 // decode decodes a value read from Redis. A value that does not decode is
@@ -218,7 +219,7 @@ func (c *Cache[V]) redisError(op string, err error) {
 // Redis (keeping a copy in-process). It returns ErrNotFound when neither
 // tier holds it, and an error wrapping ErrUnavailable when Redis could not
 // answer.
-func (c *Cache[V]) Get(ctx context.Context, id string, opts ...CallOption) (V, error) {
+func (c *Cache[V]) Get(ctx context.Context, id string, opts ...Option) (V, error) {
 	if c.c.debug(ctx) {
 		start := time.Now()
 		v, t, err := c.get(ctx, id, opts)
@@ -229,23 +230,13 @@ func (c *Cache[V]) Get(ctx context.Context, id string, opts ...CallOption) (V, e
 	return v, err
 }
 
-func (c *Cache[V]) get(ctx context.Context, id string, opts []CallOption) (V, tier, error) {
+func (c *Cache[V]) get(ctx context.Context, id string, opts []Option) (V, tier, error) {
 	var zero V
 	if c.c.closed.Load() {
 		return zero, tierNone, ErrClosed
 	}
 	var buf [keyBufSize]byte
-	if len(opts) == 0 {
-		key, h, hit, err := c.lookup(buf[:0], ctx, id)
-		switch {
-		case err != nil:
-			return zero, tierNone, err
-		case hit != nil:
-			return *hit, tierL1, nil
-		}
-		return c.getRemote(ctx, string(key), h, c.base)
-	}
-	key, h, co, hit, err := c.lookupWith(buf[:0], ctx, id, opts)
+	key, h, co, hit, err := c.lookup(buf[:0], ctx, id, atGet, opts)
 	switch {
 	case err != nil:
 		return zero, tierNone, err
@@ -255,38 +246,24 @@ func (c *Cache[V]) get(ctx context.Context, id string, opts []CallOption) (V, ti
 	return c.getRemote(ctx, string(key), h, co)
 }
 
-// lookup builds the key of id into buf and looks it up in the in-process
-// tier, for a call without options: the common one, which has nothing to
-// resolve.
-func (c *Cache[V]) lookup(buf []byte, ctx context.Context, id string) (key []byte, h uint64, hit *V, err error) {
-	if key, err = c.keys.Append(buf, ctx, id); err != nil {
-		return nil, 0, nil, err
-	}
-	h = c.c.hash(key)
-	if p, ok := c.l1Get(h, key); ok {
-		c.counters.hitsL1.inc()
-		return key, h, p, nil
-	}
-	return key, h, nil, nil
-}
-
-// lookupWith is lookup for a call with options.
-func (c *Cache[V]) lookupWith(buf []byte, ctx context.Context, id string, opts []CallOption) (key []byte, h uint64, co call, hit *V, err error) {
-	if co, err = c.resolve(opts); err != nil {
+// lookup resolves the options of a call given at o, builds the key of id
+// into buf and looks it up in the in-process tier, unless the call skips
+// it (NoL1, Reload).
+func (c *Cache[V]) lookup(buf []byte, ctx context.Context, id string, o site, opts []Option) (key []byte, h uint64, co call, hit *V, err error) {
+	if co, err = c.resolve(o, opts); err != nil {
 		return nil, 0, co, nil, err
 	}
-	key, h, hit, err = c.lookupResolved(buf, ctx, id, co)
+	key, h, hit, err = c.find(buf, ctx, id, co)
 	return key, h, co, hit, err
 }
 
-// lookupResolved is lookup under resolved options; a refresh skips the
-// in-process tier.
-func (c *Cache[V]) lookupResolved(buf []byte, ctx context.Context, id string, co call) (key []byte, h uint64, hit *V, err error) {
+// find is lookup under resolved options.
+func (c *Cache[V]) find(buf []byte, ctx context.Context, id string, co call) (key []byte, h uint64, hit *V, err error) {
 	if key, err = c.appendKey(buf, ctx, id, co); err != nil {
 		return nil, 0, nil, err
 	}
 	h = c.c.hash(key)
-	if !co.refresh {
+	if !co.noL1 && !co.reload {
 		if p, ok := c.l1Get(h, key); ok {
 			c.counters.hitsL1.inc()
 			return key, h, p, nil
@@ -295,9 +272,9 @@ func (c *Cache[V]) lookupResolved(buf []byte, ctx context.Context, id string, co
 	return key, h, nil, nil
 }
 
-// keyOf resolves a write's options and builds its key.
-func (c *Cache[V]) keyOf(ctx context.Context, id string, opts []CallOption) (key string, h uint64, co call, err error) {
-	if co, err = c.resolve(opts); err != nil {
+// keyOf resolves the options of a call given at o and builds its key.
+func (c *Cache[V]) keyOf(ctx context.Context, id string, o site, opts []Option) (key string, h uint64, co call, err error) {
+	if co, err = c.resolve(o, opts); err != nil {
 		return "", 0, co, err
 	}
 	var buf [keyBufSize]byte

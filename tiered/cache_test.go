@@ -35,8 +35,8 @@ func TestNewCacheValidates(t *testing.T) {
 	if _, err := tiered.NewCache[User](c, "us:er"); !errors.Is(err, tiered.ErrInvalidKey) {
 		t.Errorf("bad resource: %v", err)
 	}
-	for _, o := range []tiered.CacheOption{
-		tiered.WithTTL(0), tiered.WithL1TTL(-time.Second), tiered.WithVersion(""), tiered.WithCodec(nil),
+	for _, o := range []tiered.Option{
+		tiered.TTL(0), tiered.L1TTL(-time.Second), tiered.Version(""), tiered.Codec(nil),
 	} {
 		if _, err := tiered.NewCache[User](c, "user", o); err == nil {
 			t.Error("NewCache with an invalid option succeeded")
@@ -74,13 +74,13 @@ func TestCallOptionsShapeTheKey(t *testing.T) {
 	e := newEnv(t, tiered.Options{})
 	ctx := context.Background()
 	cases := []struct {
-		opts []tiered.CallOption
+		opts []tiered.Option
 		key  string
 	}{
 		{nil, e.key(t, ctx, "u1")},
-		{[]tiered.CallOption{tiered.Suffix("with_memberships")}, e.key(t, ctx, "u1", keys.Suffix("with_memberships"))},
-		{[]tiered.CallOption{tiered.Version("v2")}, e.key(t, ctx, "u1", keys.Version("v2"))},
-		{[]tiered.CallOption{tiered.Tenant("org-9")}, e.key(t, ctx, "u1", keys.Tenant("org-9"))},
+		{[]tiered.Option{tiered.Suffix("with_memberships")}, e.key(t, ctx, "u1", keys.Suffix("with_memberships"))},
+		{[]tiered.Option{tiered.Version("v2")}, e.key(t, ctx, "u1", keys.Version("v2"))},
+		{[]tiered.Option{tiered.Tenant("org-9")}, e.key(t, ctx, "u1", keys.Tenant("org-9"))},
 	}
 	for i, tc := range cases {
 		k, err := e.users.Key(ctx, "u1", tc.opts...)
@@ -102,8 +102,34 @@ func TestCallOptionsShapeTheKey(t *testing.T) {
 	}
 }
 
+func TestOptionsThatDoNotApplyAreRefused(t *testing.T) {
+	e := newEnv(t, tiered.Options{})
+	ctx := context.Background()
+	load := func(context.Context, string) (User, error) { return User{}, nil }
+	for name, err := range map[string]error{
+		"Delete with TTL":      e.users.Delete(ctx, "u1", tiered.TTL(time.Second)),
+		"Set with Reload":      e.users.Set(ctx, "u1", User{}, tiered.Reload()),
+		"Warm with NoL1":       e.users.Warm(ctx, map[string]User{"u1": {}}, tiered.NoL1()),
+		"Get with Reload":      second(e.users.Get(ctx, "u1", tiered.Reload())),
+		"Get with TTL":         second(e.users.Get(ctx, "u1", tiered.TTL(time.Second))),
+		"Fetch with Codec":     second(e.users.Fetch(ctx, "u1", load, tiered.Codec(nil))),
+		"a zero Option":        second(e.users.Get(ctx, "u1", tiered.Option{})),
+		"NewCache with Tenant": second(tiered.NewCache[User](e.client, "user", tiered.Tenant("org-1"))),
+		"NewCache with Reload": second(tiered.NewCache[User](e.client, "user", tiered.Reload())),
+	} {
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := tiered.NewCache[User](e.client, "user", tiered.Codec(nil)); err == nil {
+		t.Error("NewCache with Codec(nil): accepted")
+	}
+}
+
+func second[T any](_ T, err error) error { return err }
+
 func TestTTLs(t *testing.T) {
-	e := newEnv(t, tiered.Options{TTL: time.Hour}, tiered.WithTTL(10*time.Minute))
+	e := newEnv(t, tiered.Options{TTL: time.Hour}, tiered.TTL(10*time.Minute))
 	ctx := context.Background()
 	if err := e.users.Set(ctx, "a", User{ID: "a"}); err != nil {
 		t.Fatal(err)
@@ -126,7 +152,7 @@ func TestTTLs(t *testing.T) {
 }
 
 func TestCacheVersion(t *testing.T) {
-	e := newEnv(t, tiered.Options{}, tiered.WithVersion("v2"))
+	e := newEnv(t, tiered.Options{}, tiered.Version("v2"))
 	ctx := context.Background()
 	k, err := e.users.Key(ctx, "1")
 	if err != nil || !strings.HasSuffix(k, ":user:1:v2") {
@@ -147,14 +173,14 @@ func TestRefreshReadsPastL1(t *testing.T) {
 	if u, _ := e.users.Get(ctx, "1"); u.Email != "old" {
 		t.Fatalf("plain Get = %+v, want the L1 copy", u)
 	}
-	if u, err := e.users.Get(ctx, "1", tiered.Refresh()); err != nil || u.Email != "new" {
+	if u, err := e.users.Get(ctx, "1", tiered.NoL1()); err != nil || u.Email != "new" {
 		t.Fatalf("Get(Refresh) = %+v, %v", u, err)
 	}
 	loads := 0
 	u, err := e.users.Fetch(ctx, "1", func(context.Context, string) (User, error) {
 		loads++
 		return User{ID: "1", Email: "fresh"}, nil
-	}, tiered.Refresh())
+	}, tiered.Reload())
 	if err != nil || u.Email != "fresh" || loads != 1 {
 		t.Fatalf("Fetch(Refresh) = %+v, %v, loads %d", u, err, loads)
 	}
@@ -173,14 +199,14 @@ func TestRefreshInvalidatesPeers(t *testing.T) {
 	awaitL1(t, peer.client, peer.users, ctx, "1")
 	if _, err := e.users.Fetch(ctx, "1", func(context.Context, string) (User, error) {
 		return User{ID: "1", Email: "fresh"}, nil
-	}, tiered.Refresh()); err != nil {
+	}, tiered.Reload()); err != nil {
 		t.Fatal(err)
 	}
 	awaitEmail(t, peer.users, ctx, "1", "fresh", "a refresh elsewhere")
 }
 
 func TestWithoutL1(t *testing.T) {
-	e := newEnv(t, tiered.Options{}, tiered.WithoutL1())
+	e := newEnv(t, tiered.Options{}, tiered.NoL1())
 	ctx := context.Background()
 	if err := e.users.Set(ctx, "1", User{ID: "1"}); err != nil {
 		t.Fatal(err)

@@ -16,12 +16,13 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/tieredcache/tieredcache/internal/bus"
 	"github.com/tieredcache/tieredcache/internal/guard"
+	"github.com/tieredcache/tieredcache/internal/local"
+	"github.com/tieredcache/tieredcache/internal/lock"
 	"github.com/tieredcache/tieredcache/internal/observe"
+	"github.com/tieredcache/tieredcache/internal/store"
 	"github.com/tieredcache/tieredcache/keys"
-	"github.com/tieredcache/tieredcache/local"
-	"github.com/tieredcache/tieredcache/lock"
-	"github.com/tieredcache/tieredcache/remote"
 )
 
 // Client is one process's cache: the in-process tier, the Redis store, the
@@ -32,9 +33,9 @@ type Client struct {
 	keys   *keys.Builder
 	l1     *local.Cache[any] // always set: its stamps fence every install and flight
 	l1off  bool              // L1MaxBytes < 0: the tier holds no values, only stamps
-	store  *remote.Store     // nil in L1-only mode
+	store  *store.Store      // nil in L1-only mode
 	leases *lock.Leaser
-	bus    *remote.Bus
+	bus    *bus.Bus
 	wake   waiters
 
 	breaker    *gobreaker.TwoStepCircuitBreaker[struct{}] // nil when disabled
@@ -50,7 +51,7 @@ type Client struct {
 	lastDown atomic.Pointer[error]
 
 	// tracking is set while Redis reports modified keys itself (see
-	// remote.Bus): writes then publish nothing.
+	// bus.Bus): writes then publish nothing.
 	tracking     atomic.Bool
 	modeLogged   atomic.Bool
 	malformedLog rateLimit
@@ -140,7 +141,7 @@ func (c *Client) connect(o Options) error {
 	if c.breaker != nil {
 		g = c.breaker
 	}
-	c.store = remote.NewStore(o.Redis, remote.StoreConfig{Timeout: o.OpTimeout, Guard: g})
+	c.store = store.New(o.Redis, store.Config{Timeout: o.OpTimeout, Guard: g})
 	var err error
 	if c.leases, err = lock.New(o.Redis, lock.Config{TTL: o.LeaseTTL, Timeout: o.OpTimeout, Guard: g}); err != nil {
 		return fmt.Errorf("tiered: %w", err)
@@ -149,7 +150,7 @@ func (c *Client) connect(o Options) error {
 	if o.PubSubOnly {
 		track = ""
 	}
-	c.bus, err = remote.NewBus(o.Redis, remote.BusConfig{
+	c.bus, err = bus.New(o.Redis, bus.Config{
 		Channel:      o.Channel,
 		Origin:       o.InstanceID,
 		TrackPrefix:  track,

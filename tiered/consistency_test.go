@@ -110,7 +110,7 @@ func TestReadAfterWriteNeverJoinsAnOlderLoad(t *testing.T) {
 func TestFillNoticeFencesALateInstall(t *testing.T) {
 	gate := newGatedCodec(`{"id":"1","email":"v1"}`)
 	e := newEnv(t, tiered.Options{})
-	slow, err := tiered.NewCache[User](e.client, "slowuser", tiered.WithCodec(gate))
+	slow, err := tiered.NewCache[User](e.client, "slowuser", tiered.Codec(gate))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestRefreshBeatsAnOlderLease(t *testing.T) {
 	loaded, proceed, done := heldLoad(peer.users, src, "1") // holds the lease
 	<-loaded
 	src.v.Store(2)
-	u, err := e.users.Fetch(ctx, "1", func(context.Context, string) (User, error) { return src.user("1"), nil }, tiered.Refresh())
+	u, err := e.users.Fetch(ctx, "1", func(context.Context, string) (User, error) { return src.user("1"), nil }, tiered.Reload())
 	if err != nil || u.Email != "v2" {
 		t.Fatalf("refresh = %+v, %v", u, err)
 	}

@@ -48,7 +48,7 @@ func (g gatedCodec) Unmarshal(data []byte, v any) error {
 func TestRefreshBeatsSlowReader(t *testing.T) {
 	gate := newGatedCodec(`"v0"`)
 	e := newEnv(t, tiered.Options{})
-	things, err := tiered.NewCache[string](e.client, "thing", tiered.WithCodec(gate))
+	things, err := tiered.NewCache[string](e.client, "thing", tiered.Codec(gate))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestRefreshBeatsSlowReader(t *testing.T) {
 	read := make(chan string)
 	go func() { v, _ := things.Get(ctx, "k"); read <- v }()
 	<-gate.entered // the reader has v0 from Redis and has not installed it
-	v, err := things.Fetch(ctx, "k", func(context.Context, string) (string, error) { return "v1", nil }, tiered.Refresh())
+	v, err := things.Fetch(ctx, "k", func(context.Context, string) (string, error) { return "v1", nil }, tiered.Reload())
 	if err != nil || v != "v1" {
 		t.Fatalf("refresh = %q, %v", v, err)
 	}
@@ -82,7 +82,7 @@ func TestFetchManyRefreshInvalidatesPeers(t *testing.T) {
 	awaitL1(t, peer.client, peer.users, ctx, "1")
 	if _, err := e.users.FetchMany(ctx, []string{"1"}, func(context.Context, []string) (map[string]User, error) {
 		return map[string]User{"1": {ID: "1", Email: "fresh"}}, nil
-	}, tiered.Refresh()); err != nil {
+	}, tiered.Reload()); err != nil {
 		t.Fatal(err)
 	}
 	awaitEmail(t, peer.users, ctx, "1", "fresh", "a batch refresh")

@@ -274,9 +274,9 @@ func ExampleCache_Get_tenant() {
 	// org-a: dark
 }
 
-// ExampleRefresh is the template's conditional caching: a Fetch with
-// Refresh skips the cache, loads, and stores what it loaded.
-func ExampleRefresh() {
+// ExampleReload is the template's conditional caching: a Fetch with
+// Reload skips the cache, loads, and stores what it loaded.
+func ExampleReload() {
 	client, stop := startExample()
 	defer stop()
 	users, _ := tiered.NewCache[User](client, "user")
@@ -294,7 +294,7 @@ func ExampleRefresh() {
 	u, _ = users.Fetch(ctx, "uuid-456", load)
 	fmt.Println(u.Email, "(cached)")
 
-	u, _ = users.Fetch(ctx, "uuid-456", load, tiered.Refresh())
+	u, _ = users.Fetch(ctx, "uuid-456", load, tiered.Reload())
 	fmt.Println(u.Email, "(refreshed)")
 
 	u, _ = users.Fetch(ctx, "uuid-456", load)

@@ -7,9 +7,9 @@ import (
 	"runtime/debug"
 	"time"
 
-	"github.com/tieredcache/tieredcache/local"
-	"github.com/tieredcache/tieredcache/lock"
-	"github.com/tieredcache/tieredcache/remote"
+	"github.com/tieredcache/tieredcache/internal/local"
+	"github.com/tieredcache/tieredcache/internal/lock"
+	"github.com/tieredcache/tieredcache/internal/store"
 )
 
 // loader is a load function with the id it is called with.
@@ -51,7 +51,7 @@ type read[V any] struct {
 // load gets the id it is to load, so that a function or method value
 // serves every id: a closure that captures variables escapes to the load's
 // goroutine and costs an allocation even on a hit.
-func (c *Cache[V]) Fetch(ctx context.Context, id string, load func(ctx context.Context, id string) (V, error), opts ...CallOption) (V, error) {
+func (c *Cache[V]) Fetch(ctx context.Context, id string, load func(ctx context.Context, id string) (V, error), opts ...Option) (V, error) {
 	if load == nil {
 		var zero V
 		return zero, errors.New("tiered: Fetch with a nil load function")
@@ -62,20 +62,20 @@ func (c *Cache[V]) Fetch(ctx context.Context, id string, load func(ctx context.C
 // Wrap returns load with caching in front of it (the template's decorator):
 // each call is a Fetch of id with load(ctx, id) as the loader and opts as
 // the call options. Calls that hit do not allocate.
-func (c *Cache[V]) Wrap(load func(ctx context.Context, id string) (V, error), opts ...CallOption) func(ctx context.Context, id string) (V, error) {
+func (c *Cache[V]) Wrap(load func(ctx context.Context, id string) (V, error), opts ...Option) func(ctx context.Context, id string) (V, error) {
 	if load == nil {
 		return func(context.Context, string) (V, error) {
 			var zero V
 			return zero, errors.New("tiered: Wrap of a nil load function")
 		}
 	}
-	opts = append([]CallOption(nil), opts...)
+	opts = append([]Option(nil), opts...)
 	return func(ctx context.Context, id string) (V, error) {
 		return c.fetch(ctx, id, loader[V]{fn: load, id: id}, opts)
 	}
 }
 
-func (c *Cache[V]) fetch(ctx context.Context, id string, ld loader[V], opts []CallOption) (V, error) {
+func (c *Cache[V]) fetch(ctx context.Context, id string, ld loader[V], opts []Option) (V, error) {
 	if c.c.debug(ctx) {
 		start := time.Now()
 		v, t, err := c.fetchTier(ctx, id, ld, opts)
@@ -86,23 +86,13 @@ func (c *Cache[V]) fetch(ctx context.Context, id string, ld loader[V], opts []Ca
 	return v, err
 }
 
-func (c *Cache[V]) fetchTier(ctx context.Context, id string, ld loader[V], opts []CallOption) (V, tier, error) {
+func (c *Cache[V]) fetchTier(ctx context.Context, id string, ld loader[V], opts []Option) (V, tier, error) {
 	var zero V
 	if c.c.closed.Load() {
 		return zero, tierNone, ErrClosed
 	}
 	var buf [keyBufSize]byte
-	if len(opts) == 0 {
-		key, h, hit, err := c.lookup(buf[:0], ctx, id)
-		switch {
-		case err != nil:
-			return zero, tierNone, err
-		case hit != nil:
-			return *hit, tierL1, nil
-		}
-		return c.fetchShared(ctx, string(key), h, ld, c.base)
-	}
-	key, h, co, hit, err := c.lookupWith(buf[:0], ctx, id, opts)
+	key, h, co, hit, err := c.lookup(buf[:0], ctx, id, atFetch, opts)
 	switch {
 	case err != nil:
 		return zero, tierNone, err
@@ -123,7 +113,7 @@ func (c *Cache[V]) fetchShared(ctx context.Context, key string, h uint64, ld loa
 	var zero V
 	r := &read[V]{key: key, h: h, co: co, s: c.stamp(h), ld: ld}
 	fk := make([]byte, 0, len(key)+24)
-	if co.refresh {
+	if co.reload {
 		// A refresh must not be served by an ordinary read's flight.
 		fk = append(fk, "refresh\x00"...)
 	}
@@ -181,7 +171,7 @@ func (c *Cache[V]) flight(parent context.Context, r *read[V]) (any, error) {
 	if c.c.store == nil {
 		return c.loadLocal(ctx, r, false)
 	}
-	if r.co.refresh {
+	if r.co.reload {
 		return c.leasedLoad(ctx, r, false)
 	}
 	start := time.Now()
@@ -216,7 +206,7 @@ func (c *Cache[V]) readRedis(ctx context.Context, r *read[V], s local.Stamp) (V,
 	c.c.metrics.observe(opGet, start)
 	if err != nil {
 		var zero V
-		if errors.Is(err, remote.ErrMiss) {
+		if errors.Is(err, store.ErrMiss) {
 			err = nil
 		}
 		return zero, false, err
@@ -250,7 +240,7 @@ func (c *Cache[V]) leasedLoad(ctx context.Context, r *read[V], held bool) (any, 
 		if !held {
 			var lease *lock.Lease
 			var err error
-			if r.co.refresh {
+			if r.co.reload {
 				lease, err = c.c.leases.Take(ctx, r.key)
 			} else {
 				lease, err = c.c.leases.Acquire(ctx, r.key)
@@ -259,7 +249,7 @@ func (c *Cache[V]) leasedLoad(ctx context.Context, r *read[V], held bool) (any, 
 			case err == nil:
 				c.counters.leasesWon.inc()
 				// A fill may have landed between the read and this lease.
-				return c.loadAndFill(ctx, r, lease, !r.co.refresh)
+				return c.loadAndFill(ctx, r, lease, !r.co.reload)
 			case !errors.Is(err, lock.ErrHeld):
 				c.redisError("lease", err)
 				return c.loadLocal(ctx, r, true)
@@ -332,9 +322,9 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, r *read[V], lease *lock.Leas
 	// A refresh replaces a value this process may hold: stamp the stripe
 	// now, and install only if no other write to it comes in meanwhile.
 	before := c.stamp(r.h)
-	channel, msg := c.c.fillNotice(r.key, r.co.refresh)
+	channel, msg := c.c.fillNotice(r.key, r.co.reload)
 	start := time.Now()
-	err = lease.Fill(ctx, data, r.co.ttl, r.co.refresh, channel, msg)
+	err = lease.Fill(ctx, data, r.co.ttl, r.co.reload, channel, msg)
 	c.c.metrics.observe(opSet, start)
 	switch {
 	case errors.Is(err, lock.ErrLost):
@@ -350,11 +340,11 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, r *read[V], lease *lock.Leas
 		// keep it out of this process. A refresh may have left peers
 		// with the old value: invalidate them when Redis answers.
 		c.redisError("fill", err)
-		if r.co.refresh {
+		if r.co.reload {
 			c.c.l1Invalidate(r.h)
 			c.c.deferInvalidation(r.key)
 		}
-	case r.co.refresh:
+	case r.co.reload:
 		c.replaceLocalMany([]uint64{r.h}, []local.Stamp{before}, func(_ int, after local.Stamp) {
 			c.keep(r, v, data, false, after)
 		})
@@ -434,7 +424,7 @@ func (c *Cache[V]) loadLocal(ctx context.Context, r *read[V], degraded bool) (an
 	if err != nil {
 		return nil, err
 	}
-	if c.noL1 {
+	if c.noL1 || r.co.noL1 {
 		return v, nil
 	}
 	data, err := c.encode(r.key, v)

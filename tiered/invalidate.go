@@ -5,9 +5,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tieredcache/tieredcache/internal/lock"
 	"github.com/tieredcache/tieredcache/internal/observe"
-	"github.com/tieredcache/tieredcache/lock"
-	"github.com/tieredcache/tieredcache/remote"
+	"github.com/tieredcache/tieredcache/internal/wire"
 )
 
 // busHandler applies what the invalidation bus reports.
@@ -51,7 +51,7 @@ func (h busHandler) Down(err error) {
 // or an explicit invalidation from another service. A fill is of a key
 // loaded fresh into Redis; a copy here can only predate it (an expiry, a
 // write this process has not heard of yet), so it fences like any write.
-func (h busHandler) Message(m remote.Message) {
+func (h busHandler) Message(m wire.Message) {
 	c := h.c
 	if m.Origin == c.opts.InstanceID {
 		// Applied here when it was written; wake this process's waiters,
@@ -96,7 +96,7 @@ func (c *Client) invalidate(keys []string) {
 }
 
 // modeTracking is the mode of a bus that Redis reports changes to
-// (remote.Bus.Mode).
+// (bus.Bus.Mode).
 const modeTracking = "tracking"
 
 // fillNotice returns the channel and message a fill of key publishes: none
@@ -107,9 +107,9 @@ func (c *Client) fillNotice(key string, refresh bool) (string, []byte) {
 	if c.tracking.Load() {
 		return "", nil
 	}
-	kind := remote.KindFill
+	kind := wire.KindFill
 	if refresh {
-		kind = remote.KindInvalidate
+		kind = wire.KindInvalidate
 	}
 	msg, err := c.bus.Encode(kind, key)
 	if err != nil {
@@ -196,7 +196,7 @@ func (c *Client) replay() bool {
 		for i, k := range batch {
 			leases[i] = lock.Key(k)
 		}
-		msgs, err := c.bus.EncodeAll(remote.KindInvalidate, batch...)
+		msgs, err := c.bus.EncodeAll(wire.KindInvalidate, batch...)
 		if err == nil {
 			err = c.store.DeleteMany(c.ctx, batch, leases, c.opts.Channel, msgs)
 		}

@@ -36,7 +36,7 @@ func RequestIDFrom(ctx context.Context) (string, bool) {
 // Python template's structured log: operation, resource_type, cache_hit,
 // duration_ms, request_id and org_id. Callers check Enabled first, so
 // nothing here runs when debug logging is off.
-func (c *Cache[V]) logOp(ctx context.Context, op string, t tier, start time.Time, err error, opts []CallOption) {
+func (c *Cache[V]) logOp(ctx context.Context, op string, t tier, start time.Time, err error, opts []Option) {
 	attrs := make([]slog.Attr, 0, 8)
 	attrs = append(attrs,
 		slog.String("operation", op),
@@ -65,9 +65,9 @@ func (c *Cache[V]) logOp(ctx context.Context, op string, t tier, start time.Time
 
 // orgID is the tenant of a call: an explicit Tenant option, else the
 // context's.
-func orgID(ctx context.Context, opts []CallOption) (string, bool) {
+func orgID(ctx context.Context, opts []Option) (string, bool) {
 	for i := len(opts) - 1; i >= 0; i-- {
-		if opts[i].kind == callTenant {
+		if opts[i].kind == optTenant {
 			return opts[i].s, true
 		}
 	}

@@ -33,7 +33,7 @@ type env struct {
 	logs   *syncBuffer
 }
 
-func newEnv(t *testing.T, opts tiered.Options, copts ...tiered.CacheOption) *env {
+func newEnv(t *testing.T, opts tiered.Options, copts ...tiered.Option) *env {
 	t.Helper()
 	srv := redistest.Shared(t)
 	e := &env{rdb: srv.Client(t), logs: &syncBuffer{}}
@@ -126,7 +126,7 @@ func awaitEmail(t *testing.T, users *tiered.Cache[User], ctx context.Context, id
 
 // awaitL1 reads id until the in-process tier serves it: a new key's install
 // into ristretto is applied asynchronously.
-func awaitL1(t *testing.T, c *tiered.Client, users *tiered.Cache[User], ctx context.Context, id string, opts ...tiered.CallOption) User {
+func awaitL1(t *testing.T, c *tiered.Client, users *tiered.Cache[User], ctx context.Context, id string, opts ...tiered.Option) User {
 	t.Helper()
 	var u User
 	eventually(t, 2*time.Second, func() error {

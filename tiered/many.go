@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/tieredcache/tieredcache/local"
-	"github.com/tieredcache/tieredcache/lock"
-	"github.com/tieredcache/tieredcache/remote"
+	"github.com/tieredcache/tieredcache/internal/local"
+	"github.com/tieredcache/tieredcache/internal/lock"
+	"github.com/tieredcache/tieredcache/internal/wire"
 )
 
 // manyItem is one id of a FetchMany still to be served.
@@ -28,14 +28,14 @@ type manyItem struct {
 // not cached. Unlike Fetch, a batch does not wait for loads under way in
 // other processes, and concurrent batches in one process are not merged:
 // loadMissing gets every id not found in either tier.
-func (c *Cache[V]) FetchMany(ctx context.Context, ids []string, loadMissing func(ctx context.Context, missing []string) (map[string]V, error), opts ...CallOption) (map[string]V, error) {
+func (c *Cache[V]) FetchMany(ctx context.Context, ids []string, loadMissing func(ctx context.Context, missing []string) (map[string]V, error), opts ...Option) (map[string]V, error) {
 	if c.c.closed.Load() {
 		return nil, ErrClosed
 	}
 	if loadMissing == nil {
 		return nil, errors.New("tiered: FetchMany with a nil load function")
 	}
-	co, err := c.resolve(opts)
+	co, err := c.resolve(atFetchMany, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +48,7 @@ func (c *Cache[V]) FetchMany(ctx context.Context, ids []string, loadMissing func
 		}
 		seen[id] = struct{}{}
 		var buf [keyBufSize]byte
-		kb, h, hit, err := c.lookupResolved(buf[:0], ctx, id, co)
+		kb, h, hit, err := c.find(buf[:0], ctx, id, co)
 		switch {
 		case err != nil:
 			return nil, err
@@ -64,7 +64,7 @@ func (c *Cache[V]) FetchMany(ctx context.Context, ids []string, loadMissing func
 	if c.c.store == nil {
 		return out, c.loadManyLocal(ctx, pending, loadMissing, out, co, false)
 	}
-	if !co.refresh {
+	if !co.reload {
 		if pending, err = c.readMany(ctx, pending, out, co); err != nil {
 			if ctx.Err() != nil {
 				return out, fmt.Errorf("tiered: fetch many: %w", ctx.Err())
@@ -118,7 +118,7 @@ func (c *Cache[V]) loadManyLocal(ctx context.Context, pending []manyItem, load f
 			continue
 		}
 		out[it.id] = v
-		if c.noL1 {
+		if c.noL1 || co.noL1 {
 			continue
 		}
 		if data, err := c.encode(it.key, v); err == nil {
@@ -187,9 +187,9 @@ func (c *Cache[V]) loadManyLeased(ctx context.Context, pending []manyItem, load 
 	channel, msgs := c.c.publishChannel(), [][]byte(nil)
 	if channel != "" {
 		// A refresh replaces values other processes may hold: invalidate them.
-		kind := remote.KindFill
-		if co.refresh {
-			kind = remote.KindInvalidate
+		kind := wire.KindFill
+		if co.reload {
+			kind = wire.KindInvalidate
 		}
 		if msgs, err = c.c.bus.EncodeAll(kind, filledKeys...); err != nil {
 			c.releaseMany(ctx, leasesOf(fills))
@@ -197,7 +197,7 @@ func (c *Cache[V]) loadManyLeased(ctx context.Context, pending []manyItem, load 
 		}
 	}
 	start := time.Now()
-	results, err := c.c.leases.FillMany(ctx, fills, co.refresh, channel, msgs)
+	results, err := c.c.leases.FillMany(ctx, fills, co.reload, channel, msgs)
 	c.c.metrics.observe(opSet, start)
 	if err != nil {
 		c.redisError("fill", err)
@@ -218,11 +218,11 @@ func (c *Cache[V]) loadManyLeased(ctx context.Context, pending []manyItem, load 
 			// Unknown whether it was stored: keep it out of this process,
 			// let the lease go, and for a refresh invalidate the others.
 			failed = append(failed, fills[j].Lease)
-			if co.refresh {
+			if co.reload {
 				c.c.l1Invalidate(it.h)
 				c.c.deferInvalidation(it.key)
 			}
-		case co.refresh:
+		case co.reload:
 			replaced = append(replaced, j)
 		default:
 			c.keep(r, out[it.id], fills[j].Value, false, it.s)

@@ -2,6 +2,7 @@ package tiered
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,12 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tieredcache/tieredcache/keys"
-	"github.com/tieredcache/tieredcache/remote"
 )
-
-// Codec turns values into the bytes stored in Redis and back. The default
-// is JSON, which the Python template reads and writes.
-type Codec = remote.Codec
 
 // Options configures a Client. The zero value of every field means its
 // default; New does not modify the struct it is given.
@@ -221,138 +217,184 @@ func (o Options) resolve() (Options, error) {
 	return o, nil
 }
 
-// CacheOption configures one Cache.
-type CacheOption func(*cacheConfig) error
-
-type cacheConfig struct {
-	ttl, l1ttl time.Duration
-	version    string
-	codec      Codec
-	noL1       bool
+// Option configures a Cache, when passed to NewCache, or one call. Each
+// option's comment says where it applies; passing it anywhere else is an
+// error. Options are plain values: passing them does not allocate.
+type Option struct {
+	kind  optKind
+	s     string
+	d     time.Duration
+	codec codec
 }
 
-// WithTTL sets how long this cache's values live in Redis. Default: the
-// Client's TTL.
-func WithTTL(d time.Duration) CacheOption {
-	return func(c *cacheConfig) error {
-		if d <= 0 {
-			return fmt.Errorf("tiered: WithTTL(%v): must be positive", d)
-		}
-		c.ttl = d
-		return nil
-	}
-}
-
-// WithL1TTL sets the longest this cache's values stay in the in-process
-// tier. Default: the Client's L1TTL.
-func WithL1TTL(d time.Duration) CacheOption {
-	return func(c *cacheConfig) error {
-		if d <= 0 {
-			return fmt.Errorf("tiered: WithL1TTL(%v): must be positive", d)
-		}
-		c.l1ttl = d
-		return nil
-	}
-}
-
-// WithVersion sets this cache's key version, e.g. "v2" after a schema
-// change. Default: the key builder's.
-func WithVersion(v string) CacheOption {
-	return func(c *cacheConfig) error {
-		if v == "" {
-			return errors.New("tiered: WithVersion(\"\"): must not be empty")
-		}
-		c.version = v
-		return nil
-	}
-}
-
-// WithCodec sets how values are encoded in Redis. Default: JSON.
-func WithCodec(codec Codec) CacheOption {
-	return func(c *cacheConfig) error {
-		if codec == nil {
-			return errors.New("tiered: WithCodec(nil)")
-		}
-		c.codec = codec
-		return nil
-	}
-}
-
-// WithoutL1 keeps this cache's values out of the in-process tier: every
-// read goes to Redis. For values that must never be served stale.
-func WithoutL1() CacheOption {
-	return func(c *cacheConfig) error {
-		c.noL1 = true
-		return nil
-	}
-}
-
-// CallOption adjusts one call. Call options are plain values: passing them
-// does not allocate.
-type CallOption struct {
-	kind callKind
-	s    string
-	d    time.Duration
-}
-
-type callKind uint8
+type optKind uint8
 
 const (
-	callTTL callKind = iota + 1
-	callTenant
-	callVersion
-	callSuffix
-	callRefresh
+	optTTL optKind = iota + 1
+	optL1TTL
+	optVersion
+	optTenant
+	optSuffix
+	optCodec
+	optNoL1
+	optReload
 )
 
-// TTL sets how long the value written by this call lives in Redis.
-func TTL(d time.Duration) CallOption { return CallOption{kind: callTTL, d: d} }
+// site is where an option is given: NewCache or one of the calls.
+type site uint8
 
-// Tenant sets the tenant of this call's key, overriding the context's.
-func Tenant(id string) CallOption { return CallOption{kind: callTenant, s: id} }
+const (
+	atNewCache site = 1 << iota
+	atGet
+	atFetch // Fetch and Wrap
+	atFetchMany
+	atSet
+	atWarm
+	atDelete
+	atKey
+)
 
-// Version sets the version of this call's key.
-func Version(v string) CallOption { return CallOption{kind: callVersion, s: v} }
+var siteNames = map[site]string{atNewCache: "NewCache", atGet: "Get", atFetch: "Fetch",
+	atFetchMany: "FetchMany", atSet: "Set", atWarm: "Warm", atDelete: "Delete", atKey: "Key"}
 
-// Suffix sets a variation suffix for this call's key, e.g. "with_memberships".
-func Suffix(s string) CallOption { return CallOption{kind: callSuffix, s: s} }
+const (
+	atCalls   = atGet | atFetch | atFetchMany | atSet | atWarm | atDelete | atKey
+	atWriters = atFetch | atFetchMany | atSet | atWarm // calls that store a value
+)
 
-// Refresh skips reading the cache: Get reads Redis directly, and Fetch
-// loads and stores a fresh value (the template's conditional caching).
-func Refresh() CallOption { return CallOption{kind: callRefresh} }
+var optNames = [...]string{optTTL: "TTL", optL1TTL: "L1TTL", optVersion: "Version",
+	optTenant: "Tenant", optSuffix: "Suffix", optCodec: "Codec", optNoL1: "NoL1", optReload: "Reload"}
 
-// call is the resolved form of a call's options.
+// appliesTo says where each option may be given.
+var appliesTo = [...]site{
+	optTTL:     atNewCache | atWriters,
+	optL1TTL:   atNewCache | atWriters | atGet,
+	optVersion: atNewCache | atCalls,
+	optTenant:  atCalls,
+	optSuffix:  atCalls,
+	optCodec:   atNewCache,
+	optNoL1:    atNewCache | atGet | atFetch | atFetchMany,
+	optReload:  atFetch | atFetchMany,
+}
+
+// TTL sets how long values live in Redis (in L1-only mode, in the
+// process). On NewCache, for the cache; on Fetch, Wrap, FetchMany, Set and
+// Warm, for the values that call stores. Default: Options.TTL.
+func TTL(d time.Duration) Option { return Option{kind: optTTL, d: d} }
+
+// L1TTL sets the longest a value stays in the in-process tier, never
+// longer than its TTL: a bound on staleness should an invalidation be
+// lost. On NewCache, for the cache; on Get, Fetch, Wrap, FetchMany, Set and
+// Warm, for the values that call keeps. Default: Options.L1TTL.
+func L1TTL(d time.Duration) Option { return Option{kind: optL1TTL, d: d} }
+
+// Version sets the version part of keys, e.g. "v2" after a schema change.
+// On NewCache, for the cache; on a call, for that call. Default: the key
+// builder's ("v1").
+func Version(v string) Option { return Option{kind: optVersion, s: v} }
+
+// Tenant sets the tenant of a call's key, overriding the context's (see
+// keys.WithTenant). Calls only.
+func Tenant(id string) Option { return Option{kind: optTenant, s: id} }
+
+// Suffix sets a variation suffix of a call's key, e.g. "with_memberships".
+// Calls only. Default: none.
+func Suffix(s string) Option { return Option{kind: optSuffix, s: s} }
+
+// Codec sets how the cache encodes values in Redis: any value with
+// Marshal and Unmarshal methods of encoding/json's shape. NewCache only.
+// Default: encoding/json, the format the Python template reads and writes.
+func Codec(c interface {
+	Marshal(v any) ([]byte, error)
+	Unmarshal(data []byte, v any) error
+}) Option {
+	return Option{kind: optCodec, codec: c}
+}
+
+// NoL1 keeps values out of the in-process tier. On NewCache, for every
+// value of the cache: each read goes to Redis, for values that must never
+// be served from a copy. On Get, Fetch, Wrap and FetchMany, that call
+// neither reads nor keeps an in-process copy (Fetch still uses Redis).
+// Default: off.
+func NoL1() Option { return Option{kind: optNoL1} }
+
+// Reload makes Fetch, Wrap or FetchMany load the value and store it in
+// both tiers whatever they hold, as the Python template's conditional
+// caching does; processes holding a copy drop it. Default: off.
+func Reload() Option { return Option{kind: optReload} }
+
+// codec is what Codec takes.
+type codec interface {
+	Marshal(v any) ([]byte, error)
+	Unmarshal(data []byte, v any) error
+}
+
+// jsonCodec is the default codec.
+type jsonCodec struct{}
+
+func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
+func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+// call is the resolved form of a cache's or a call's options.
 type call struct {
 	ttl, l1ttl time.Duration
 	tenant     string
 	version    string
 	suffix     string
+	codec      codec
 	hasTenant  bool
 	hasVersion bool
-	refresh    bool
+	noL1       bool
+	reload     bool
 }
 
-func (c *Cache[V]) resolve(opts []CallOption) (call, error) {
-	// The cache's own version is the default of its key builder; only a
-	// call's Version is passed on.
-	co := call{ttl: c.cfg.ttl, l1ttl: c.cfg.l1ttl}
-	for _, o := range opts {
-		switch o.kind {
-		case callTTL:
-			if o.d <= 0 {
-				return co, fmt.Errorf("tiered: TTL(%v): must be positive", o.d)
+// apply resolves opts given at o on top of co.
+func (co call) apply(o site, opts []Option) (call, error) {
+	for _, opt := range opts {
+		if opt.kind == 0 || int(opt.kind) >= len(appliesTo) {
+			return co, fmt.Errorf("tiered: %s: the zero Option", siteNames[o])
+		}
+		name := optNames[opt.kind]
+		if appliesTo[opt.kind]&o == 0 {
+			return co, fmt.Errorf("tiered: option %s does not apply to %s", name, siteNames[o])
+		}
+		switch opt.kind {
+		case optTTL, optL1TTL:
+			if opt.d <= 0 {
+				return co, fmt.Errorf("tiered: %s(%v): must be positive", name, opt.d)
 			}
-			co.ttl = o.d
-		case callTenant:
-			co.tenant, co.hasTenant = o.s, true
-		case callVersion:
-			co.version, co.hasVersion = o.s, true
-		case callSuffix:
-			co.suffix = o.s
-		case callRefresh:
-			co.refresh = true
+			if opt.kind == optTTL {
+				co.ttl = opt.d
+			} else {
+				co.l1ttl = opt.d
+			}
+		case optVersion:
+			// the key builder validates it, as any key part
+			co.version, co.hasVersion = opt.s, true
+		case optTenant:
+			co.tenant, co.hasTenant = opt.s, true
+		case optSuffix:
+			co.suffix = opt.s
+		case optCodec:
+			if opt.codec == nil {
+				return co, errors.New("tiered: Codec(nil)")
+			}
+			co.codec = opt.codec
+		case optNoL1:
+			co.noL1 = true
+		case optReload:
+			co.reload = true
 		}
 	}
-	co.l1ttl = min(co.l1ttl, co.ttl)
 	return co, nil
+}
+
+// resolve returns the options of one call given at o.
+func (c *Cache[V]) resolve(o site, opts []Option) (call, error) {
+	if len(opts) == 0 {
+		return c.base, nil
+	}
+	co, err := c.base.apply(o, opts)
+	co.l1ttl = min(co.l1ttl, co.ttl)
+	return co, err
 }

@@ -14,9 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tieredcache/tieredcache/internal/local"
 	"github.com/tieredcache/tieredcache/internal/redistest"
 	"github.com/tieredcache/tieredcache/keys"
-	"github.com/tieredcache/tieredcache/local"
 	"github.com/tieredcache/tieredcache/tiered"
 )
 
@@ -190,7 +190,7 @@ func TestFetchManyRefreshKeepsEveryKey(t *testing.T) {
 			out[id] = User{ID: id}
 		}
 		return out, nil
-	}, tiered.Refresh()); err != nil {
+	}, tiered.Reload()); err != nil {
 		t.Fatal(err)
 	}
 	// ristretto applies installs asynchronously: wait until it accounts

@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/tieredcache/tieredcache/local"
-	"github.com/tieredcache/tieredcache/lock"
-	"github.com/tieredcache/tieredcache/remote"
+	"github.com/tieredcache/tieredcache/internal/local"
+	"github.com/tieredcache/tieredcache/internal/lock"
+	"github.com/tieredcache/tieredcache/internal/store"
+	"github.com/tieredcache/tieredcache/internal/wire"
 )
 
 // Set stores v under id in Redis (for the cache's or the call's TTL) and in
@@ -15,12 +16,12 @@ import (
 // the removal of any load lease on the key (so a load that started earlier
 // cannot overwrite v) are atomic. If Redis fails, the local copy is dropped
 // and the error wraps ErrUnavailable; the write is then fenced, so it can
-// never land in Redis later over a newer write (see remote.Store.Set).
+// never land in Redis later over a newer write (see store.Store.Set).
 //
 // The in-process tier keeps its own copy of v (decoded from what was
 // written) when V holds pointers, maps or slices, so changing v afterwards
 // does not change what reads return.
-func (c *Cache[V]) Set(ctx context.Context, id string, v V, opts ...CallOption) error {
+func (c *Cache[V]) Set(ctx context.Context, id string, v V, opts ...Option) error {
 	if c.c.debug(ctx) {
 		start := time.Now()
 		err := c.set(ctx, id, v, opts)
@@ -30,11 +31,11 @@ func (c *Cache[V]) Set(ctx context.Context, id string, v V, opts ...CallOption) 
 	return c.set(ctx, id, v, opts)
 }
 
-func (c *Cache[V]) set(ctx context.Context, id string, v V, opts []CallOption) error {
+func (c *Cache[V]) set(ctx context.Context, id string, v V, opts []Option) error {
 	if c.c.closed.Load() {
 		return ErrClosed
 	}
-	key, h, co, err := c.keyOf(ctx, id, opts)
+	key, h, co, err := c.keyOf(ctx, id, atSet, opts)
 	if err != nil {
 		return err
 	}
@@ -46,12 +47,12 @@ func (c *Cache[V]) set(ctx context.Context, id string, v V, opts []CallOption) e
 	if c.c.store != nil {
 		channel, msg := c.c.publishChannel(), []byte(nil)
 		if channel != "" {
-			if msg, err = c.c.bus.Encode(remote.KindInvalidate, key); err != nil {
+			if msg, err = c.c.bus.Encode(wire.KindInvalidate, key); err != nil {
 				return fmt.Errorf("tiered: set %s: %w", key, err)
 			}
 		}
 		start := time.Now()
-		err = c.c.store.Set(ctx, remote.Entry{Key: key, Lease: lock.Key(key), Value: data, TTL: co.ttl}, channel, msg)
+		err = c.c.store.Set(ctx, store.Entry{Key: key, Lease: lock.Key(key), Value: data, TTL: co.ttl}, channel, msg)
 		c.c.metrics.observe(opSet, start)
 		if err != nil {
 			// Applied or not, the write may have left stale copies around.
@@ -78,7 +79,7 @@ func (c *Cache[V]) set(ctx context.Context, id string, v V, opts []CallOption) e
 // cache what it loaded. The local copy is dropped even when Redis fails;
 // the error (wrapping ErrUnavailable) then says other processes may still
 // hold theirs.
-func (c *Cache[V]) Delete(ctx context.Context, id string, opts ...CallOption) error {
+func (c *Cache[V]) Delete(ctx context.Context, id string, opts ...Option) error {
 	if c.c.debug(ctx) {
 		start := time.Now()
 		err := c.del(ctx, id, opts)
@@ -88,11 +89,11 @@ func (c *Cache[V]) Delete(ctx context.Context, id string, opts ...CallOption) er
 	return c.del(ctx, id, opts)
 }
 
-func (c *Cache[V]) del(ctx context.Context, id string, opts []CallOption) error {
+func (c *Cache[V]) del(ctx context.Context, id string, opts []Option) error {
 	if c.c.closed.Load() {
 		return ErrClosed
 	}
-	key, h, _, err := c.keyOf(ctx, id, opts)
+	key, h, _, err := c.keyOf(ctx, id, atDelete, opts)
 	if err != nil {
 		return err
 	}
@@ -103,7 +104,7 @@ func (c *Cache[V]) del(ctx context.Context, id string, opts []CallOption) error 
 	// Where Redis tracks the keys, it reports the delete itself, unless
 	// the key was already absent with a load of it under way: the message
 	// goes out then only, so processes sharing that load start anew.
-	msg, err := c.c.bus.Encode(remote.KindInvalidate, key)
+	msg, err := c.c.bus.Encode(wire.KindInvalidate, key)
 	if err != nil {
 		return fmt.Errorf("tiered: delete %s: %w", key, err)
 	}
@@ -136,11 +137,11 @@ const (
 // pipelined round trips of up to two hundred values, each followed by one
 // invalidation message for its keys. It is not atomic: on error, earlier
 // batches were written.
-func (c *Cache[V]) Warm(ctx context.Context, values map[string]V, opts ...CallOption) error {
+func (c *Cache[V]) Warm(ctx context.Context, values map[string]V, opts ...Option) error {
 	if c.c.closed.Load() {
 		return ErrClosed
 	}
-	co, err := c.resolve(opts)
+	co, err := c.resolve(atWarm, opts)
 	if err != nil {
 		return err
 	}
@@ -187,16 +188,16 @@ func (c *Cache[V]) warmBatch(ctx context.Context, batch []warmItem[V], co call) 
 		before[i] = c.stamp(it.h)
 	}
 	if c.c.store != nil {
-		entries := make([]remote.Entry, len(batch))
+		entries := make([]store.Entry, len(batch))
 		keyList := make([]string, len(batch))
 		for i, it := range batch {
-			entries[i] = remote.Entry{Key: it.key, Lease: lock.Key(it.key), Value: it.data, TTL: co.ttl}
+			entries[i] = store.Entry{Key: it.key, Lease: lock.Key(it.key), Value: it.data, TTL: co.ttl}
 			keyList[i] = it.key
 		}
 		channel, msgs := c.c.publishChannel(), [][]byte(nil)
 		if channel != "" {
 			var err error
-			if msgs, err = c.c.bus.EncodeAll(remote.KindInvalidate, keyList...); err != nil {
+			if msgs, err = c.c.bus.EncodeAll(wire.KindInvalidate, keyList...); err != nil {
 				return fmt.Errorf("tiered: warm: %w", err)
 			}
 		}

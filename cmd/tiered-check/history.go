@@ -115,7 +115,7 @@ const (
 	opFetch   = "fetch"
 	opGet     = "get"
 	opMany    = "many"    // one key of a FetchMany
-	opRefresh = "refresh" // Fetch with tiered.Refresh(): a read, and a write of what it loaded
+	opRefresh = "refresh" // Fetch with tiered.Reload(): a read, and a write of what it loaded
 	// writes; the version is the truth's after the bump
 	opSet    = "set"
 	opDelete = "delete"

@@ -43,9 +43,9 @@ func (w *worker) reader(ctx context.Context, rng *rand.Rand) []Op {
 func (w *worker) fetch(k int, kind string) Op {
 	ctx, cancel := opContext()
 	defer cancel()
-	var opts []tiered.CallOption
+	var opts []tiered.Option
 	if kind == opRefresh {
-		opts = append(opts, tiered.Refresh())
+		opts = append(opts, tiered.Reload())
 	}
 	o := Op{P: w.cfg.ID, K: k, Kind: kind, Start: now()}
 	it, err := w.cache.Fetch(ctx, keyID(k), func(ctx context.Context, _ string) (Item, error) { return w.load(ctx, k) }, opts...)

@@ -208,7 +208,7 @@ func renderMarkdown(d dataset, e env, benchstatOut, chart, raw string) string {
 	// L2.
 	m.p("## L2 hit")
 	m.p("")
-	m.p("The same key read from Redis with the in-process tier skipped (`tiered.WithoutL1()`). Floor: a bare go-redis")
+	m.p("The same key read from Redis with the in-process tier skipped (`tiered.NoL1()`). Floor: a bare go-redis")
 	m.p("`GET` and `json.Unmarshal` (`redis-get-json`). go-redis/cache without a local cache, with its default codec")
 	m.p("(msgpack, s2 above 64 bytes) and with JSON.")
 	m.p("")

@@ -8,7 +8,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/tieredcache/tieredcache/local"
+	"github.com/tieredcache/tieredcache/internal/local"
 )
 
 func newCache(t testing.TB, maxBytes int64) *local.Cache[string] {

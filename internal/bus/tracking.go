@@ -1,4 +1,4 @@
-package remote
+package bus
 
 import (
 	"context"

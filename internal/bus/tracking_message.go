@@ -1,6 +1,8 @@
-package remote
+package bus
 
 import (
+	"github.com/tieredcache/tieredcache/internal/wire"
+
 	"context"
 	"fmt"
 	"time"
@@ -33,7 +35,7 @@ type unreadable struct{ err error }
 func receive(ctx context.Context, ps *redis.PubSub, timeout time.Duration) (msg any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			msg, err = unreadable{fmt.Errorf("%w: unreadable pub/sub reply: %v", ErrMalformed, r)}, nil
+			msg, err = unreadable{fmt.Errorf("%w: unreadable pub/sub reply: %v", wire.ErrMalformed, r)}, nil
 		}
 	}()
 	msg, err = ps.ReceiveTimeout(ctx, timeout)
@@ -50,9 +52,9 @@ func trackedKeys(m *redis.Message) ([]string, error) {
 	switch {
 	case m.PayloadSlice == nil:
 		return nil, fmt.Errorf("%w: %s message with a string payload (%d bytes), not an array of keys",
-			ErrMalformed, trackingChannel, len(m.Payload))
+			wire.ErrMalformed, trackingChannel, len(m.Payload))
 	case len(m.PayloadSlice) == 0:
-		return nil, fmt.Errorf("%w: %s message with no keys", ErrMalformed, trackingChannel)
+		return nil, fmt.Errorf("%w: %s message with no keys", wire.ErrMalformed, trackingChannel)
 	}
 	return m.PayloadSlice, nil
 }

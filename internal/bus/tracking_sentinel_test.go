@@ -1,4 +1,4 @@
-package remote_test
+package bus_test
 
 import (
 	"context"

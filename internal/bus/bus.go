@@ -1,6 +1,8 @@
-package remote
+package bus
 
 import (
+	"github.com/tieredcache/tieredcache/internal/wire"
+
 	"context"
 	"errors"
 	"fmt"
@@ -14,11 +16,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// BusHandler receives what the bus sees. Its methods are called one at a
+// Handler receives what the bus sees. Its methods are called one at a
 // time, even when several connections feed the bus (one per master of a
 // cluster), and must not block for long: messages queue behind them. They
 // must not call Close.
-type BusHandler interface {
+type Handler interface {
 	// Up reports that every connection of the bus is confirmed. gap is
 	// false the first time; it is true whenever a connection was
 	// re-established, added or replaced after the bus had been up, so
@@ -30,8 +32,8 @@ type BusHandler interface {
 	Down(err error)
 	// Message delivers a valid message of the app channel, including this
 	// process's own.
-	Message(m Message)
-	// Invalidate reports keys under BusConfig.TrackPrefix that Redis saw
+	Message(m wire.Message)
+	// Invalidate reports keys under Config.TrackPrefix that Redis saw
 	// modified: by any client (this process included), by expiry or by
 	// eviction. keys == nil means that anything may have changed (Redis
 	// reports FLUSHALL and FLUSHDB so): the handler must flush.
@@ -41,8 +43,8 @@ type BusHandler interface {
 	Malformed(err error)
 }
 
-// BusConfig configures a Bus.
-type BusConfig struct {
+// Config configures a Bus.
+type Config struct {
 	// Channel is the app-level pub/sub channel. Required.
 	Channel string
 	// Origin identifies this process in the messages it publishes. Required.
@@ -67,14 +69,14 @@ type BusConfig struct {
 	// Defaults: 50ms and 2s.
 	MinBackoff, MaxBackoff time.Duration
 	// Handler receives events. Required.
-	Handler BusHandler
+	Handler Handler
 }
 
 // Bus owns the subscriptions that carry invalidations and the goroutines
 // that read them: one connection per master (one on a single node) when
 // Redis tracks keys for it, else one subscription to the app channel.
 type Bus struct {
-	cfg       BusConfig
+	cfg       Config
 	rdb       redis.UniversalClient
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -102,10 +104,10 @@ const (
 	modePubSub
 )
 
-// NewBus returns a Bus over rdb, which must stay open until the bus is
+// New returns a Bus over rdb, which must stay open until the bus is
 // closed; Start starts it. With a TrackPrefix the bus makes its own small
 // clients from rdb's options (one per master) and closes them on Close.
-func NewBus(rdb redis.UniversalClient, cfg BusConfig) (*Bus, error) {
+func New(rdb redis.UniversalClient, cfg Config) (*Bus, error) {
 	switch {
 	case cfg.Channel == "":
 		return nil, errors.New("remote: bus channel required")
@@ -169,13 +171,13 @@ func (b *Bus) Mode() string {
 // Encode returns the wire form of a message of kind about keys from this
 // process.
 func (b *Bus) Encode(kind string, keys ...string) ([]byte, error) {
-	return EncodeMessage(Message{Origin: b.cfg.Origin, Kind: kind, Keys: keys})
+	return wire.Encode(wire.Message{Origin: b.cfg.Origin, Kind: kind, Keys: keys})
 }
 
 // EncodeAll returns the wire form of messages of kind about keys from this
 // process, split to fit the message limits.
 func (b *Bus) EncodeAll(kind string, keys ...string) ([][]byte, error) {
-	return encodeMessages(Message{Origin: b.cfg.Origin, Kind: kind, Keys: keys})
+	return wire.EncodeAll(wire.Message{Origin: b.cfg.Origin, Kind: kind, Keys: keys})
 }
 
 // Close stops the bus, waits for its goroutines and closes the clients it
@@ -310,7 +312,7 @@ func (b *Bus) deliver(l *link, m *redis.Message) {
 	}
 	switch {
 	case m.Channel == b.cfg.Channel:
-		msg, err := DecodeMessage([]byte(m.Payload))
+		msg, err := wire.Decode([]byte(m.Payload))
 		if err != nil {
 			b.cfg.Handler.Malformed(err)
 			return
@@ -519,7 +521,7 @@ func (l *link) handle(msg any) {
 		// The bus pings without a payload, which Redis answers with
 		// ["pong", ""]; any other string is no reply Redis sends here.
 		if m.Payload != "" {
-			l.b.unreadable(l, fmt.Errorf("%w: unexpected reply %q", ErrMalformed, m.Payload))
+			l.b.unreadable(l, fmt.Errorf("%w: unexpected reply %q", wire.ErrMalformed, m.Payload))
 		}
 	case nullPayload:
 		if l.track {

@@ -1,4 +1,4 @@
-package remote
+package store
 
 import (
 	"context"
@@ -30,8 +30,8 @@ type Entry struct {
 	TTL        time.Duration // zero or negative: no expiry
 }
 
-// StoreConfig configures a Store.
-type StoreConfig struct {
+// Config configures a Store.
+type Config struct {
 	// Timeout bounds each call; zero means only the caller's context does.
 	// go-redis applies context deadlines to socket reads and writes only
 	// when the client was made with ContextTimeoutEnabled; otherwise its
@@ -53,12 +53,12 @@ type StoreConfig struct {
 type Store struct {
 	rdb     Client
 	clock   *serverClock
-	cfg     StoreConfig
+	cfg     Config
 	ordered bool // a single node: MGET works, pipelines run in order
 }
 
-// NewStore returns a Store over rdb.
-func NewStore(rdb Client, cfg StoreConfig) *Store {
+// New returns a Store over rdb.
+func New(rdb Client, cfg Config) *Store {
 	return &Store{rdb: rdb, cfg: cfg, clock: newServerClock(), ordered: pipe.Ordered(rdb)}
 }
 

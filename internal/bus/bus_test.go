@@ -1,6 +1,8 @@
-package remote_test
+package bus_test
 
 import (
+	"github.com/tieredcache/tieredcache/internal/wire"
+
 	"context"
 	"errors"
 	"sync"
@@ -11,16 +13,16 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tieredcache/tieredcache/internal/redistest"
-	"github.com/tieredcache/tieredcache/remote"
+	"github.com/tieredcache/tieredcache/internal/bus"
 )
 
-// recorder is a BusHandler that records events and lets tests wait for them.
+// recorder is a Handler that records events and lets tests wait for them.
 type recorder struct {
 	mu           sync.Mutex
 	ups, gaps    int
 	downs        int
 	lastDown     error
-	msgs         []remote.Message
+	msgs         []wire.Message
 	malformed    []error
 	invalidated  map[string]int // times each key was reported
 	flushes      int            // Invalidate(nil) calls
@@ -84,7 +86,7 @@ func (r *recorder) Down(err error) {
 	r.mu.Unlock()
 }
 
-func (r *recorder) Message(m remote.Message) {
+func (r *recorder) Message(m wire.Message) {
 	r.enter("msg")
 	defer r.leave()
 	r.mu.Lock()
@@ -146,12 +148,12 @@ func (r *recorder) await(t *testing.T, what string, cond func(r *recorder) bool)
 
 // startBusOn starts a bus over rdb with cfg, filling in the origin, a
 // recorder as handler and short backoffs.
-func startBusOn(t *testing.T, rdb redis.UniversalClient, cfg remote.BusConfig) (*remote.Bus, *recorder) {
+func startBusOn(t *testing.T, rdb redis.UniversalClient, cfg bus.Config) (*bus.Bus, *recorder) {
 	t.Helper()
 	rec := newRecorder()
 	cfg.Origin, cfg.Handler = "self", rec
 	cfg.MinBackoff, cfg.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
-	bus, err := remote.NewBus(rdb, cfg)
+	bus, err := bus.New(rdb, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +170,7 @@ func startBusOn(t *testing.T, rdb redis.UniversalClient, cfg remote.BusConfig) (
 }
 
 // awaitReady waits for the bus's first confirmation.
-func awaitReady(t *testing.T, bus *remote.Bus) {
+func awaitReady(t *testing.T, bus *bus.Bus) {
 	t.Helper()
 	select {
 	case <-bus.Ready():
@@ -192,14 +194,14 @@ func TestBusDeliversAndValidates(t *testing.T) {
 			t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 			srv := redistest.Shared(t)
 			ch := redistest.Prefix(t) + ":bus"
-			bus, rec := startBusOn(t, srv.Client(t), remote.BusConfig{Channel: ch, TrackPrefix: mode.prefix})
+			bus, rec := startBusOn(t, srv.Client(t), bus.Config{Channel: ch, TrackPrefix: mode.prefix})
 			awaitReady(t, bus)
 			if !bus.Up() {
 				t.Fatal("Up() = false after Ready")
 			}
 			pub := srv.Client(t)
 			ctx := context.Background()
-			msg, err := remote.EncodeMessage(remote.Message{Origin: "peer", Keys: []string{"k1"}})
+			msg, err := wire.Encode(wire.Message{Origin: "peer", Keys: []string{"k1"}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -210,13 +212,13 @@ func TestBusDeliversAndValidates(t *testing.T) {
 			got := rec.msgs[0]
 			gotErr := rec.malformed[0]
 			rec.mu.Unlock()
-			if got.Origin != "peer" || got.Keys[0] != "k1" || got.Kind != remote.KindInvalidate {
+			if got.Origin != "peer" || got.Keys[0] != "k1" || got.Kind != wire.KindInvalidate {
 				t.Fatalf("message = %+v", got)
 			}
-			if !errors.Is(gotErr, remote.ErrMalformed) {
+			if !errors.Is(gotErr, wire.ErrMalformed) {
 				t.Fatalf("malformed error = %v", gotErr)
 			}
-			own, err := bus.Encode(remote.KindFill, "k2")
+			own, err := bus.Encode(wire.KindFill, "k2")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -242,7 +244,7 @@ func TestBusReportsGapAfterKill(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			srv := redistest.Private(t)
 			ch := redistest.Prefix(t) + ":bus"
-			bus, rec := startBusOn(t, srv.Client(t), remote.BusConfig{
+			bus, rec := startBusOn(t, srv.Client(t), bus.Config{
 				Channel: ch, TrackPrefix: mode.prefix, PingInterval: 200 * time.Millisecond,
 			})
 			awaitReady(t, bus)
@@ -256,7 +258,7 @@ func TestBusReportsGapAfterKill(t *testing.T) {
 			}
 			rec.await(t, "gap", func(r *recorder) bool { return r.gaps >= 1 })
 			// Messages flow again on the new subscription.
-			msg, _ := remote.EncodeMessage(remote.Message{Origin: "peer", Keys: []string{"after"}})
+			msg, _ := wire.Encode(wire.Message{Origin: "peer", Keys: []string{"after"}})
 			admin.Publish(ctx, ch, msg)
 			rec.await(t, "message after resubscribe", func(r *recorder) bool { return len(r.msgs) == 1 })
 			if mode.prefix == "" {
@@ -279,7 +281,7 @@ func TestBusSurvivesRestart(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			srv := redistest.Private(t)
 			ch := redistest.Prefix(t) + ":bus"
-			bus, rec := startBusOn(t, srv.Client(t), remote.BusConfig{
+			bus, rec := startBusOn(t, srv.Client(t), bus.Config{
 				Channel: ch, TrackPrefix: mode.prefix, PingInterval: 100 * time.Millisecond,
 			})
 			awaitReady(t, bus)
@@ -310,7 +312,7 @@ func TestBusStartsWithRedisDown(t *testing.T) {
 			srv := redistest.Private(t)
 			srv.Stop()
 			ch := redistest.Prefix(t) + ":bus"
-			bus, rec := startBusOn(t, srv.Client(t), remote.BusConfig{
+			bus, rec := startBusOn(t, srv.Client(t), bus.Config{
 				Channel: ch, TrackPrefix: mode.prefix, PingInterval: 100 * time.Millisecond,
 			})
 			rec.await(t, "down", func(r *recorder) bool { return r.downs >= 1 })
@@ -340,26 +342,26 @@ func TestBusStartsWithRedisDown(t *testing.T) {
 
 func TestNewBusValidates(t *testing.T) {
 	rec := newRecorder()
-	for _, cfg := range []remote.BusConfig{
+	for _, cfg := range []bus.Config{
 		{Origin: "a", Handler: rec},
 		{Channel: "c", Handler: rec},
 		{Channel: "c", Origin: "a"},
 		{Channel: "c", Origin: "a", Handler: rec, PingInterval: -1},
 		{Channel: "__redis__:invalidate", Origin: "a", Handler: rec, TrackPrefix: "p"},
 	} {
-		if _, err := remote.NewBus(nil, cfg); err == nil {
-			t.Errorf("NewBus(%+v) succeeded", cfg)
+		if _, err := bus.New(nil, cfg); err == nil {
+			t.Errorf("New(%+v) succeeded", cfg)
 		}
 	}
-	if _, err := remote.NewBus(nil, remote.BusConfig{Channel: "c", Origin: "a", Handler: rec}); err == nil {
-		t.Error("NewBus without a client succeeded")
+	if _, err := bus.New(nil, bus.Config{Channel: "c", Origin: "a", Handler: rec}); err == nil {
+		t.Error("New without a client succeeded")
 	}
 }
 
 func TestBusCloseWithoutStart(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer rdb.Close()
-	bus, err := remote.NewBus(rdb, remote.BusConfig{
+	bus, err := bus.New(rdb, bus.Config{
 		Channel: "c", Origin: "a", Handler: newRecorder(), TrackPrefix: "p",
 	})
 	if err != nil {

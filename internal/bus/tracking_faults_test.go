@@ -1,6 +1,8 @@
-package remote_test
+package bus_test
 
 import (
+	"github.com/tieredcache/tieredcache/internal/wire"
+
 	"bufio"
 	"context"
 	"errors"
@@ -17,7 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tieredcache/tieredcache/internal/faultproxy"
-	"github.com/tieredcache/tieredcache/remote"
+	"github.com/tieredcache/tieredcache/internal/bus"
 )
 
 // TestTrackingDetectsHungServer hangs the connection between the bus and
@@ -179,7 +181,7 @@ func TestTrackingSurvivesHostileFrames(t *testing.T) {
 	)
 	rdb := redis.NewClient(&redis.Options{Addr: fake.ln.Addr().String(), MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
-	bus, rec := startBusOn(t, rdb, remote.BusConfig{Channel: "bus", TrackPrefix: "p:"})
+	bus, rec := startBusOn(t, rdb, bus.Config{Channel: "bus", TrackPrefix: "p:"})
 	awaitReady(t, bus)
 	if bus.Mode() != "tracking" {
 		t.Fatalf("Mode() = %q", bus.Mode())
@@ -191,8 +193,8 @@ func TestTrackingSurvivesHostileFrames(t *testing.T) {
 		t.Fatalf("malformed=%d flushes=%d, want 5 and 4: %v", len(rec.malformed), rec.flushes, rec.malformed)
 	}
 	for _, err := range rec.malformed {
-		if !errors.Is(err, remote.ErrMalformed) {
-			t.Errorf("Malformed(%v), want ErrMalformed", err)
+		if !errors.Is(err, wire.ErrMalformed) {
+			t.Errorf("Malformed(%v), want wire.ErrMalformed", err)
 		}
 	}
 	if rec.gaps != 0 || rec.downs != 0 || len(rec.invalidated) != 1 {
@@ -220,7 +222,7 @@ func TestTrackingCloseIsPrompt(t *testing.T) {
 	opt.Addr = proxy.Addr()
 	rdb := redis.NewClient(opt)
 	t.Cleanup(func() { _ = rdb.Close() })
-	bus, err := remote.NewBus(rdb, remote.BusConfig{
+	bus, err := bus.New(rdb, bus.Config{
 		Channel: "bus", Origin: "self", TrackPrefix: "p:", Handler: newRecorder(), PingInterval: 5 * time.Second,
 	})
 	if err != nil {
@@ -273,7 +275,7 @@ func FuzzTrackingFrames(f *testing.F) {
 		rdb := redis.NewClient(&redis.Options{Addr: fake.ln.Addr().String(), MaxRetries: -1})
 		defer rdb.Close()
 		rec := newRecorder()
-		bus, err := remote.NewBus(rdb, remote.BusConfig{
+		bus, err := bus.New(rdb, bus.Config{
 			Channel: "bus", Origin: "self", TrackPrefix: "p:", Handler: rec,
 			PingInterval: 50 * time.Millisecond, MinBackoff: time.Second, MaxBackoff: time.Second,
 		})

@@ -1,4 +1,6 @@
-package remote
+// Package wire is the invalidation bus's wire format, which any service in any
+// language can publish; package remote documents it for users.
+package wire
 
 import (
 	"bytes"
@@ -19,12 +21,12 @@ const (
 // Limits on bus messages: 1 MiB, 10,000 keys, keys and origins of 4 KiB.
 // A message over them is malformed.
 const (
-	maxMessageBytes = 1 << 20
-	maxMessageKeys  = 10000
-	maxKeyBytes     = 4096
+	MaxBytes = 1 << 20
+	MaxKeys  = 10000
+	MaxKeyBytes     = 4096
 )
 
-// ErrMalformed is wrapped by every DecodeMessage error.
+// ErrMalformed is wrapped by every Decode error.
 var ErrMalformed = errors.New("remote: malformed bus message")
 
 // Message is one invalidation on the bus. On the wire it is JSON, so any
@@ -41,17 +43,17 @@ type Message struct {
 	Keys []string `json:"keys"`
 }
 
-// EncodeMessage returns the wire form of m.
-func EncodeMessage(m Message) ([]byte, error) {
+// Encode returns the wire form of m.
+func Encode(m Message) ([]byte, error) {
 	if err := m.validate(); err != nil {
 		return nil, err
 	}
 	return json.Marshal(m)
 }
 
-// encodeMessages returns the wire form of m split into as many messages as
-// needed to keep each within maxMessageKeys keys and maxMessageBytes bytes.
-func encodeMessages(m Message) ([][]byte, error) {
+// EncodeAll returns the wire form of m split into as many messages as
+// needed to keep each within MaxKeys keys and MaxBytes bytes.
+func EncodeAll(m Message) ([][]byte, error) {
 	if len(m.Keys) == 0 {
 		return nil, fmt.Errorf("%w: no keys", ErrMalformed)
 	}
@@ -61,11 +63,11 @@ func encodeMessages(m Message) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	budget := maxMessageBytes - len(origin) - len(m.Kind) - 64
+	budget := MaxBytes - len(origin) - len(m.Kind) - 64
 	var out [][]byte
 	for start := 0; start < len(m.Keys); {
 		end, size := start, 0
-		for end < len(m.Keys) && end-start < maxMessageKeys {
+		for end < len(m.Keys) && end-start < MaxKeys {
 			k, err := json.Marshal(m.Keys[end])
 			if err != nil {
 				return nil, err
@@ -76,7 +78,7 @@ func encodeMessages(m Message) ([][]byte, error) {
 			size += len(k) + 1
 			end++
 		}
-		b, err := EncodeMessage(Message{Origin: m.Origin, Kind: m.Kind, Keys: m.Keys[start:end]})
+		b, err := Encode(Message{Origin: m.Origin, Kind: m.Kind, Keys: m.Keys[start:end]})
 		if err != nil {
 			return nil, err
 		}
@@ -86,11 +88,11 @@ func encodeMessages(m Message) ([][]byte, error) {
 	return out, nil
 }
 
-// DecodeMessage parses and validates the wire form of a message.
-func DecodeMessage(data []byte) (Message, error) {
+// Decode parses and validates the wire form of a message.
+func Decode(data []byte) (Message, error) {
 	var m Message
-	if len(data) > maxMessageBytes {
-		return m, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(data), maxMessageBytes)
+	if len(data) > MaxBytes {
+		return m, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(data), MaxBytes)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&m); err != nil {
@@ -112,15 +114,15 @@ func (m Message) validate() error {
 	switch {
 	case m.Origin == "":
 		return fmt.Errorf("%w: no origin", ErrMalformed)
-	case len(m.Origin) > maxKeyBytes:
-		return fmt.Errorf("%w: origin longer than %d bytes", ErrMalformed, maxKeyBytes)
+	case len(m.Origin) > MaxKeyBytes:
+		return fmt.Errorf("%w: origin longer than %d bytes", ErrMalformed, MaxKeyBytes)
 	case len(m.Keys) == 0:
 		return fmt.Errorf("%w: no keys", ErrMalformed)
-	case len(m.Keys) > maxMessageKeys:
-		return fmt.Errorf("%w: %d keys, limit %d", ErrMalformed, len(m.Keys), maxMessageKeys)
+	case len(m.Keys) > MaxKeys:
+		return fmt.Errorf("%w: %d keys, limit %d", ErrMalformed, len(m.Keys), MaxKeys)
 	}
 	for _, k := range m.Keys {
-		if k == "" || len(k) > maxKeyBytes {
+		if k == "" || len(k) > MaxKeyBytes {
 			return fmt.Errorf("%w: key of %d bytes", ErrMalformed, len(k))
 		}
 	}

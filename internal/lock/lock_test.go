@@ -9,7 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tieredcache/tieredcache/internal/redistest"
-	"github.com/tieredcache/tieredcache/lock"
+	"github.com/tieredcache/tieredcache/internal/lock"
 )
 
 func TestMain(m *testing.M) { redistest.Main(m) }

@@ -1,4 +1,4 @@
-package remote_test
+package wire_test
 
 import (
 	"errors"
@@ -6,27 +6,27 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tieredcache/tieredcache/remote"
+	"github.com/tieredcache/tieredcache/internal/wire"
 )
 
 func TestMessageRoundTrip(t *testing.T) {
-	in := remote.Message{Origin: "a", Kind: remote.KindFill, Keys: []string{"k1", "k2"}}
-	b, err := remote.EncodeMessage(in)
+	in := wire.Message{Origin: "a", Kind: wire.KindFill, Keys: []string{"k1", "k2"}}
+	b, err := wire.Encode(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := remote.DecodeMessage(b)
+	out, err := wire.Decode(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out.Origin != "a" || out.Kind != remote.KindFill || len(out.Keys) != 2 || out.Keys[1] != "k2" {
+	if out.Origin != "a" || out.Kind != wire.KindFill || len(out.Keys) != 2 || out.Keys[1] != "k2" {
 		t.Fatalf("round trip = %+v", out)
 	}
 }
 
 func TestDecodeMessageDefaultsAndExtensions(t *testing.T) {
-	m, err := remote.DecodeMessage([]byte(`{"origin":"py-1","keys":["k"],"extra":true}`))
-	if err != nil || m.Kind != remote.KindInvalidate {
+	m, err := wire.Decode([]byte(`{"origin":"py-1","keys":["k"],"extra":true}`))
+	if err != nil || m.Kind != wire.KindInvalidate {
 		t.Fatalf("DecodeMessage = %+v, %v", m, err)
 	}
 }
@@ -44,11 +44,11 @@ func TestDecodeMessageMalformed(t *testing.T) {
 		`{"origin":"a","keys":"k"}`,
 		`{"origin":"a","keys":["k"]} {}`,
 		`[]`,
-		`{"origin":"a","keys":["` + strings.Repeat("x", remote.MaxKeyBytes+1) + `"]}`,
-		`{"origin":"a","keys":["k"],"pad":"` + strings.Repeat("x", remote.MaxMessageBytes) + `"}`,
+		`{"origin":"a","keys":["` + strings.Repeat("x", wire.MaxKeyBytes+1) + `"]}`,
+		`{"origin":"a","keys":["k"],"pad":"` + strings.Repeat("x", wire.MaxBytes) + `"}`,
 	}
 	for _, s := range bad {
-		if m, err := remote.DecodeMessage([]byte(s)); !errors.Is(err, remote.ErrMalformed) {
+		if m, err := wire.Decode([]byte(s)); !errors.Is(err, wire.ErrMalformed) {
 			name := s
 			if len(name) > 60 {
 				name = name[:60] + "..."
@@ -59,11 +59,11 @@ func TestDecodeMessageMalformed(t *testing.T) {
 }
 
 func TestEncodeMessagesSplits(t *testing.T) {
-	keys := make([]string, 2*remote.MaxMessageKeys+5)
+	keys := make([]string, 2*wire.MaxKeys+5)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("k%d", i)
 	}
-	msgs, err := remote.EncodeMessages(remote.Message{Origin: "o", Keys: keys})
+	msgs, err := wire.EncodeAll(wire.Message{Origin: "o", Keys: keys})
 	if err != nil || len(msgs) != 3 {
 		t.Fatalf("EncodeMessages by count = %d messages, %v; want 3", len(msgs), err)
 	}
@@ -72,17 +72,17 @@ func TestEncodeMessagesSplits(t *testing.T) {
 		// encoding/json writes each & as \u0026: six bytes for one.
 		big[i] = fmt.Sprintf("%04d%s", i, strings.Repeat("&", 1200))
 	}
-	msgs, err = remote.EncodeMessages(remote.Message{Origin: "o", Kind: remote.KindFill, Keys: big})
+	msgs, err = wire.EncodeAll(wire.Message{Origin: "o", Kind: wire.KindFill, Keys: big})
 	if err != nil || len(msgs) < 2 {
 		t.Fatalf("EncodeMessages by size = %d messages, %v", len(msgs), err)
 	}
 	seen := 0
 	for _, b := range msgs {
-		if len(b) > remote.MaxMessageBytes {
+		if len(b) > wire.MaxBytes {
 			t.Fatalf("message of %d bytes", len(b))
 		}
-		m, err := remote.DecodeMessage(b)
-		if err != nil || m.Kind != remote.KindFill {
+		m, err := wire.Decode(b)
+		if err != nil || m.Kind != wire.KindFill {
 			t.Fatalf("part does not decode: %v", err)
 		}
 		seen += len(m.Keys)
@@ -93,7 +93,7 @@ func TestEncodeMessagesSplits(t *testing.T) {
 }
 
 func TestEncodeMessageValidates(t *testing.T) {
-	if _, err := remote.EncodeMessage(remote.Message{Origin: "a"}); !errors.Is(err, remote.ErrMalformed) {
+	if _, err := wire.Encode(wire.Message{Origin: "a"}); !errors.Is(err, wire.ErrMalformed) {
 		t.Fatalf("EncodeMessage without keys = %v", err)
 	}
 }
@@ -103,9 +103,9 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add([]byte(`{"origin":"a","keys":[""]}`))
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := remote.DecodeMessage(data)
+		m, err := wire.Decode(data)
 		if err != nil {
-			if !errors.Is(err, remote.ErrMalformed) {
+			if !errors.Is(err, wire.ErrMalformed) {
 				t.Fatalf("error not ErrMalformed: %v", err)
 			}
 			return
@@ -119,37 +119,12 @@ func FuzzDecodeMessage(f *testing.F) {
 			}
 		}
 		// What was accepted must survive a round trip.
-		b, err := remote.EncodeMessage(m)
+		b, err := wire.Encode(m)
 		if err != nil {
 			t.Fatalf("re-encode: %v", err)
 		}
-		if _, err := remote.DecodeMessage(b); err != nil {
+		if _, err := wire.Decode(b); err != nil {
 			t.Fatalf("re-decode: %v", err)
-		}
-	})
-}
-
-func FuzzJSONCodec(f *testing.F) {
-	f.Add([]byte(`{"id":"uuid-456","name":"Ada","orgs":["org-1"]}`))
-	f.Add([]byte(`{"id":`))
-	f.Add([]byte("\xff"))
-	type user struct {
-		ID   string   `json:"id"`
-		Name string   `json:"name"`
-		Orgs []string `json:"orgs"`
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var u user
-		if err := (remote.JSON{}).Unmarshal(data, &u); err != nil {
-			return
-		}
-		b, err := (remote.JSON{}).Marshal(u)
-		if err != nil {
-			t.Fatalf("Marshal after Unmarshal: %v", err)
-		}
-		var u2 user
-		if err := (remote.JSON{}).Unmarshal(b, &u2); err != nil {
-			t.Fatalf("Unmarshal of own output %q: %v", b, err)
 		}
 	})
 }

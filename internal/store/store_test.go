@@ -1,4 +1,4 @@
-package remote_test
+package store_test
 
 import (
 	"context"
@@ -12,20 +12,20 @@ import (
 
 	"github.com/tieredcache/tieredcache/internal/faultproxy"
 	"github.com/tieredcache/tieredcache/internal/redistest"
-	"github.com/tieredcache/tieredcache/remote"
+	"github.com/tieredcache/tieredcache/internal/store"
 )
 
-func newStore(t *testing.T) (*remote.Store, *redis.Client, string) {
+func newStore(t *testing.T) (*store.Store, *redis.Client, string) {
 	t.Helper()
 	srv := redistest.Shared(t)
 	rdb := srv.Client(t)
-	return remote.NewStore(rdb, remote.StoreConfig{Timeout: time.Second}), rdb, redistest.Prefix(t)
+	return store.New(rdb, store.Config{Timeout: time.Second}), rdb, redistest.Prefix(t)
 }
 
 func TestGetMiss(t *testing.T) {
 	s, _, p := newStore(t)
 	_, _, err := s.Get(context.Background(), p+":absent")
-	if !errors.Is(err, remote.ErrMiss) {
+	if !errors.Is(err, store.ErrMiss) {
 		t.Fatalf("Get(absent) = %v, want ErrMiss", err)
 	}
 }
@@ -42,7 +42,7 @@ func TestSetGetDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := s.Set(ctx, remote.Entry{Key: key, Lease: lease, Value: []byte(`{"a":1}`), TTL: time.Minute}, p+":bus", []byte("m1")); err != nil {
+	if err := s.Set(ctx, store.Entry{Key: key, Lease: lease, Value: []byte(`{"a":1}`), TTL: time.Minute}, p+":bus", []byte("m1")); err != nil {
 		t.Fatal(err)
 	}
 	got, ttl, err := s.Get(ctx, key)
@@ -64,7 +64,7 @@ func TestSetGetDelete(t *testing.T) {
 	if err := s.Delete(ctx, key, lease, p+":bus", []byte("m2"), false); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Get(ctx, key); !errors.Is(err, remote.ErrMiss) {
+	if _, _, err := s.Get(ctx, key); !errors.Is(err, store.ErrMiss) {
 		t.Fatalf("Get after Delete = %v", err)
 	}
 	if n := rdb.Exists(ctx, lease).Val(); n != 0 {
@@ -79,7 +79,7 @@ func TestSetGetDelete(t *testing.T) {
 func TestSetWithoutTTL(t *testing.T) {
 	s, rdb, p := newStore(t)
 	ctx := context.Background()
-	if err := s.Set(ctx, remote.Entry{Key: p + ":k", Lease: p + ":l", Value: []byte("1")}, "", nil); err != nil {
+	if err := s.Set(ctx, store.Entry{Key: p + ":k", Lease: p + ":l", Value: []byte("1")}, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	if ttl := rdb.TTL(ctx, p+":k").Val(); ttl != -1 {
@@ -116,7 +116,7 @@ func TestMGetAndSetMany(t *testing.T) {
 	if _, err := sub.Receive(ctx); err != nil {
 		t.Fatal(err)
 	}
-	entries := []remote.Entry{
+	entries := []store.Entry{
 		{Key: p + ":a", Lease: "{" + p + ":a}:lease", Value: []byte("1"), TTL: time.Minute},
 		{Key: p + ":b", Lease: "{" + p + ":b}:lease", Value: []byte("2"), TTL: time.Minute},
 	}
@@ -145,12 +145,12 @@ func TestMGetAndSetMany(t *testing.T) {
 func TestDownIsNotMiss(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	defer rdb.Close()
-	s := remote.NewStore(rdb, remote.StoreConfig{Timeout: time.Second})
+	s := store.New(rdb, store.Config{Timeout: time.Second})
 	_, _, err := s.Get(context.Background(), "k")
-	if err == nil || errors.Is(err, remote.ErrMiss) {
+	if err == nil || errors.Is(err, store.ErrMiss) {
 		t.Fatalf("Get on a dead server = %v; want an error that is not ErrMiss", err)
 	}
-	if err := s.Set(context.Background(), remote.Entry{Key: "k", Lease: "{k}:lease", Value: []byte("1")}, "", nil); err == nil {
+	if err := s.Set(context.Background(), store.Entry{Key: "k", Lease: "{k}:lease", Value: []byte("1")}, "", nil); err == nil {
 		t.Fatal("Set on a dead server succeeded")
 	}
 }
@@ -199,10 +199,10 @@ func (g *fakeGuard) Allow() (func(error), error) {
 func TestGuard(t *testing.T) {
 	srv := redistest.Shared(t)
 	g := &fakeGuard{}
-	s := remote.NewStore(srv.Client(t), remote.StoreConfig{Timeout: time.Second, Guard: g})
+	s := store.New(srv.Client(t), store.Config{Timeout: time.Second, Guard: g})
 	ctx := context.Background()
 	p := redistest.Prefix(t)
-	if _, _, err := s.Get(ctx, p+":absent"); !errors.Is(err, remote.ErrMiss) {
+	if _, _, err := s.Get(ctx, p+":absent"); !errors.Is(err, store.ErrMiss) {
 		t.Fatal(err)
 	}
 	if len(g.outcomes) != 1 || (g.outcomes[0] != nil && !errors.Is(g.outcomes[0], redis.Nil)) {
@@ -251,7 +251,7 @@ func TestPipelineFailureBehindAMiss(t *testing.T) {
 	defer rdb.Close()
 	rdb.AddHook(failSecond{})
 	g := &fakeGuard{}
-	s := remote.NewStore(rdb, remote.StoreConfig{Timeout: time.Second, Guard: g})
+	s := store.New(rdb, store.Config{Timeout: time.Second, Guard: g})
 	p := redistest.Prefix(t)
 	if _, err := s.MGet(context.Background(), []string{p + ":absent", p + ":other"}); err == nil {
 		t.Fatal("MGet hid the failure of its second GET")
@@ -278,10 +278,10 @@ func TestFailedSetNeverLandsLater(t *testing.T) {
 	ro.ReadTimeout, ro.WriteTimeout = 5*time.Second, 5*time.Second
 	viaProxy := redis.NewClient(ro)
 	t.Cleanup(func() { _ = viaProxy.Close() })
-	s := remote.NewStore(viaProxy, remote.StoreConfig{Timeout: 200 * time.Millisecond})
+	s := store.New(viaProxy, store.Config{Timeout: 200 * time.Millisecond})
 	ctx := context.Background()
-	entry := func(v string) remote.Entry {
-		return remote.Entry{Key: "k", Lease: "{k}:lease", Value: []byte(v), TTL: time.Minute}
+	entry := func(v string) store.Entry {
+		return store.Entry{Key: "k", Lease: "{k}:lease", Value: []byte(v), TTL: time.Minute}
 	}
 	if err := s.Set(ctx, entry("v1"), "", nil); err != nil {
 		t.Fatal(err)

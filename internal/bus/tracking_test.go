@@ -1,6 +1,8 @@
-package remote_test
+package bus_test
 
 import (
+	"github.com/tieredcache/tieredcache/internal/wire"
+
 	"context"
 	"errors"
 	"fmt"
@@ -19,7 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tieredcache/tieredcache/internal/redistest"
-	"github.com/tieredcache/tieredcache/remote"
+	"github.com/tieredcache/tieredcache/internal/bus"
 )
 
 // realServer returns the shared server, skipping the test on miniredis,
@@ -35,10 +37,10 @@ func realServer(t *testing.T) *redistest.Server {
 
 // startTracking starts a tracking bus over rdb whose keys and channel are
 // under a prefix of this test's own, and waits until it is ready.
-func startTracking(t *testing.T, rdb redis.UniversalClient, ping time.Duration) (*remote.Bus, *recorder, string) {
+func startTracking(t *testing.T, rdb redis.UniversalClient, ping time.Duration) (*bus.Bus, *recorder, string) {
 	t.Helper()
 	prefix := redistest.Prefix(t) + ":"
-	bus, rec := startBusOn(t, rdb, remote.BusConfig{
+	bus, rec := startBusOn(t, rdb, bus.Config{
 		Channel: prefix + "bus", TrackPrefix: prefix, PingInterval: ping,
 	})
 	awaitReady(t, bus)
@@ -131,7 +133,7 @@ func TestTrackingKeepsTheAppChannel(t *testing.T) {
 	srv := realServer(t)
 	bus, rec, prefix := startTracking(t, srv.Client(t), time.Second)
 	ctx := context.Background()
-	own, err := bus.Encode(remote.KindInvalidate, prefix+"k")
+	own, err := bus.Encode(wire.KindInvalidate, prefix+"k")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,8 +187,8 @@ func TestTrackingRejectsForgedMessages(t *testing.T) {
 	awaitKey(t, rec, prefix+"real", 1)
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	if !errors.Is(rec.malformed[0], remote.ErrMalformed) {
-		t.Errorf("Malformed(%v), want ErrMalformed", rec.malformed[0])
+	if !errors.Is(rec.malformed[0], wire.ErrMalformed) {
+		t.Errorf("Malformed(%v), want wire.ErrMalformed", rec.malformed[0])
 	}
 	if rec.invalidated[prefix+"forged"] != 0 || rec.flushes != 0 || rec.gaps != 0 {
 		t.Errorf("forged message acted on: %v flushes=%d gaps=%d", rec.invalidated, rec.flushes, rec.gaps)
@@ -199,12 +201,12 @@ func TestTrackingFallsBackOnMiniredis(t *testing.T) {
 	mini := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mini.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
-	bus, rec := startBusOn(t, rdb, remote.BusConfig{Channel: "bus", TrackPrefix: "app:"})
+	bus, rec := startBusOn(t, rdb, bus.Config{Channel: "bus", TrackPrefix: "app:"})
 	awaitReady(t, bus)
 	if bus.Mode() != "pubsub" {
 		t.Fatalf("Mode() = %q, want %q", bus.Mode(), "pubsub")
 	}
-	msg, _ := remote.EncodeMessage(remote.Message{Origin: "peer", Keys: []string{"app:k"}})
+	msg, _ := wire.Encode(wire.Message{Origin: "peer", Keys: []string{"app:k"}})
 	rdb.Publish(context.Background(), "bus", msg)
 	rec.await(t, "message", func(r *recorder) bool { return len(r.msgs) == 1 })
 	rec.mu.Lock()
@@ -236,12 +238,12 @@ func TestTrackingFallsBackWithoutPermission(t *testing.T) {
 	srv := redistest.Private(t)
 	rdb := redis.NewClient(aclUser(t, srv, false))
 	t.Cleanup(func() { _ = rdb.Close() })
-	bus, rec := startBusOn(t, rdb, remote.BusConfig{Channel: "bus", TrackPrefix: "app:"})
+	bus, rec := startBusOn(t, rdb, bus.Config{Channel: "bus", TrackPrefix: "app:"})
 	awaitReady(t, bus)
 	if bus.Mode() != "pubsub" {
 		t.Fatalf("Mode() = %q, want %q", bus.Mode(), "pubsub")
 	}
-	msg, _ := remote.EncodeMessage(remote.Message{Origin: "peer", Keys: []string{"app:k"}})
+	msg, _ := wire.Encode(wire.Message{Origin: "peer", Keys: []string{"app:k"}})
 	srv.Client(t).Publish(context.Background(), "bus", msg)
 	rec.await(t, "message", func(r *recorder) bool { return len(r.msgs) == 1 })
 }
@@ -412,7 +414,7 @@ func TestTrackingCluster(t *testing.T) {
 	// One subscription to the app channel, though PUBLISH reaches every
 	// node: a message arrives once. Its copies, were there any, would
 	// arrive on other nodes' connections, ahead of the writes that follow.
-	msg, _ := remote.EncodeMessage(remote.Message{Origin: "peer", Keys: []string{prefix + "x"}})
+	msg, _ := wire.Encode(wire.Message{Origin: "peer", Keys: []string{prefix + "x"}})
 	raw.Publish(ctx, prefix+"bus", msg)
 	rec.await(t, "message", func(r *recorder) bool { return len(r.msgs) >= 1 })
 	for _, key := range keys {
