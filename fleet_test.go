@@ -92,7 +92,7 @@ func newFleetWith(t *testing.T, topo topology, n int, opts tiered.Options, kopts
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !client.RedisUp() {
+		if !client.Stats().RedisUp {
 			t.Fatalf("instance %s: Redis not up after New", name)
 		}
 		users, err := tiered.NewCache[User](client, "user")

@@ -246,16 +246,16 @@ func testTenantsStaySeparate(t *testing.T, topo topology) {
 	if _, err := b.users.Get(keys.WithTenant(context.Background(), "org-c"), "settings"); !errors.Is(err, tiered.ErrNotFound) {
 		t.Fatalf("third tenant: %v, want ErrNotFound", err)
 	}
-	if _, err := b.users.Get(context.Background(), "settings"); !errors.Is(err, tiered.ErrTenantRequired) {
+	if _, err := b.users.Get(context.Background(), "settings"); !errors.Is(err, keys.ErrTenantRequired) {
 		t.Fatalf("no tenant: %v, want ErrTenantRequired", err)
 	}
 	if _, err := b.users.Fetch(context.Background(), "settings", func(context.Context, string) (User, error) {
 		t.Error("loader called without a tenant")
 		return User{}, nil
-	}); !errors.Is(err, tiered.ErrTenantRequired) {
+	}); !errors.Is(err, keys.ErrTenantRequired) {
 		t.Fatalf("Fetch without tenant: %v, want ErrTenantRequired", err)
 	}
-	if _, err := b.users.Get(keys.WithTenant(context.Background(), "org-a:user"), "settings"); !errors.Is(err, tiered.ErrInvalidKey) {
+	if _, err := b.users.Get(keys.WithTenant(context.Background(), "org-a:user"), "settings"); !errors.Is(err, keys.ErrInvalidKey) {
 		t.Fatalf("forged tenant: %v, want ErrInvalidKey", err)
 	}
 	if err := f.admin.Get(context.Background(), f.prefix+":tenant-org-b:user:settings:v1").Err(); err != nil {
@@ -352,7 +352,7 @@ func TestL1OnlyMode(t *testing.T) {
 	if _, err := users.Get(ctx, "2"); !errors.Is(err, tiered.ErrNotFound) {
 		t.Fatalf("Get after Delete = %v", err)
 	}
-	if client.RedisUp() {
+	if client.Stats().RedisUp {
 		t.Fatal("RedisUp() in L1-only mode")
 	}
 	if err := client.Close(); err != nil {

@@ -79,7 +79,7 @@ func TestTemplateDashboardQueries(t *testing.T) {
 	if err := orgs.Set(ctx, "o", User{ID: "o"}); err != nil {
 		t.Fatal(err)
 	}
-	waitL1(t, c, orgs, "o")
+	waitL1(t, c, orgs, "organization", "o")
 	for range 5 {
 		_, _ = orgs.Get(ctx, "o")
 	}
@@ -126,19 +126,19 @@ func TestTemplateDashboardQueries(t *testing.T) {
 	t.Logf("hit rate %.3f; by resource %v; P95 get %.6fs", got[0].F, byRes, p95[0].F)
 }
 
-func waitL1(t *testing.T, c *tiered.Client, cache *tiered.Cache[User], id string) {
+func waitL1(t *testing.T, c *tiered.Client, cache *tiered.Cache[User], resource, id string) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		var before uint64
 		for _, cs := range c.Stats().Caches {
-			if cs.Resource == cache.Resource() {
+			if cs.Resource == resource {
 				before = cs.HitsL1
 			}
 		}
 		_, _ = cache.Get(context.Background(), id)
 		for _, cs := range c.Stats().Caches {
-			if cs.Resource == cache.Resource() && cs.HitsL1 > before {
+			if cs.Resource == resource && cs.HitsL1 > before {
 				return
 			}
 		}

@@ -45,12 +45,6 @@ func EnforceTenantIsolation() Option {
 	return func(b *Builder) { b.enforce = true }
 }
 
-// DefaultVersion sets the version used when a call gives no Version part.
-// The default is "v1".
-func DefaultVersion(v string) Option {
-	return func(b *Builder) { b.version = v }
-}
-
 // New returns a Builder for keys under prefix, e.g. "fastapi_template".
 func New(prefix string, opts ...Option) (*Builder, error) {
 	b := &Builder{prefix: prefix, version: defaultVersion}
@@ -58,9 +52,6 @@ func New(prefix string, opts ...Option) (*Builder, error) {
 		o(b)
 	}
 	if err := validate("prefix", prefix); err != nil {
-		return nil, err
-	}
-	if err := validate("version", b.version); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -143,16 +134,6 @@ func (r *Resource) WithVersion(v string) (*Resource, error) {
 	c := *r
 	c.version, c.tail = v, ":"+v
 	return &c, nil
-}
-
-// Build returns the key for id.
-func (r *Resource) Build(ctx context.Context, id string, parts ...Part) (string, error) {
-	var buf [192]byte
-	k, err := r.Append(buf[:0], ctx, id, parts...)
-	if err != nil {
-		return "", err
-	}
-	return string(k), nil
 }
 
 // Append appends the key for id to dst and returns the extended slice. With

@@ -77,25 +77,32 @@ func TestResource(t *testing.T) {
 		t.Fatalf("Resource(user) = %v, %v", r, err)
 	}
 	ctx := keys.WithTenant(context.Background(), "org-123")
-	got, err := r.Build(ctx, "uuid-456", keys.Suffix("with_memberships"))
+	got, err := build(r, ctx, "uuid-456", keys.Suffix("with_memberships"))
 	if err != nil || got != "fastapi_template:tenant-org-123:user:uuid-456:v1:with_memberships" {
 		t.Fatalf("Build = %q, %v", got, err)
 	}
-	if _, err := r.Build(ctx, "a b"); !errors.Is(err, keys.ErrInvalidKey) {
+	if _, err := build(r, ctx, "a b"); !errors.Is(err, keys.ErrInvalidKey) {
 		t.Fatalf("bad id: %v", err)
 	}
 }
 
-func TestDefaultVersion(t *testing.T) {
-	b, err := keys.New("app", keys.DefaultVersion("v7"))
+func TestResourceVersion(t *testing.T) {
+	b, err := keys.New("app")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := b.Build(context.Background(), "user", "1")
+	r, err := b.Resource("user")
+	if err == nil {
+		r, err = r.WithVersion("v7")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := build(r, context.Background(), "1")
 	if err != nil || got != "app:tenant-global:user:1:v7" {
 		t.Fatalf("Build = %q, %v", got, err)
 	}
-	got, err = b.Build(context.Background(), "user", "1", keys.Version("v8"))
+	got, err = build(r, context.Background(), "1", keys.Version("v8"))
 	if err != nil || got != "app:tenant-global:user:1:v8" {
 		t.Fatalf("Build = %q, %v", got, err)
 	}
@@ -171,9 +178,6 @@ func TestNewValidates(t *testing.T) {
 		if _, err := keys.New(prefix); !errors.Is(err, keys.ErrInvalidKey) {
 			t.Errorf("New(%q) = %v, want ErrInvalidKey", prefix, err)
 		}
-	}
-	if _, err := keys.New("app", keys.DefaultVersion("")); !errors.Is(err, keys.ErrInvalidKey) {
-		t.Errorf("New with empty default version = %v, want ErrInvalidKey", err)
 	}
 }
 
@@ -258,4 +262,9 @@ func FuzzBuild(f *testing.F) {
 			t.Fatalf("key %q contains a brace or whitespace", k)
 		}
 	})
+}
+
+func build(r *keys.Resource, ctx context.Context, id string, parts ...keys.Part) (string, error) {
+	k, err := r.Append(nil, ctx, id, parts...)
+	return string(k), err
 }

@@ -14,24 +14,17 @@ import (
 	"github.com/tieredcache/tieredcache/internal/wire"
 )
 
-// Message kinds.
-const (
-	// KindInvalidate says the keys changed: drop any local copy.
-	KindInvalidate = wire.KindInvalidate
-	// KindFill says the keys were just loaded into Redis by a lease holder:
-	// drop any local copy and wake processes waiting for them.
-	KindFill = wire.KindFill
-)
-
 // Message is one invalidation. On the wire it is JSON of at most 1 MiB,
 // 10,000 keys and 4 KiB per key or origin:
 //
 //	{"origin":"api-7f9c","kind":"invalidate","keys":["app:tenant-global:user:42:v1"]}
 //
 // Origin identifies the publishing process, which ignores its own
-// messages; Kind is KindInvalidate (the default when empty) or KindFill,
-// and unknown kinds count as KindInvalidate, since dropping a copy is
-// always safe; Keys are full Redis keys.
+// messages; Kind is "invalidate" (the keys changed: drop any local copy;
+// the default when empty) or "fill" (a lease holder just loaded the keys
+// into Redis: drop any local copy and wake processes waiting for them),
+// and unknown kinds count as "invalidate", since dropping a copy is always
+// safe; Keys are full Redis keys.
 type Message = wire.Message
 
 // ErrMalformed is wrapped by every DecodeMessage error.
@@ -119,5 +112,5 @@ func (s *Store) message(key string) ([]byte, error) {
 	if s.channel == "" {
 		return nil, nil
 	}
-	return wire.Encode(Message{Origin: s.origin, Kind: KindInvalidate, Keys: []string{key}})
+	return wire.Encode(Message{Origin: s.origin, Kind: wire.KindInvalidate, Keys: []string{key}})
 }

@@ -10,36 +10,22 @@ import (
 	"github.com/sony/gobreaker/v2"
 )
 
-// BreakerOptions tunes the circuit breaker in front of Redis. While it is
-// open, calls that would go to Redis fail at once, so callers pay the
-// loader's latency instead of Redis's timeouts.
-type BreakerOptions struct {
-	// Failures is how many consecutive failed Redis calls open the breaker.
-	// Default: 5.
-	Failures uint32
-	// Cooldown is how long the breaker stays open before it lets one call
-	// through to test Redis. Default: 1 second.
-	Cooldown time.Duration
-	// Disabled turns the breaker off: every call goes to Redis.
-	Disabled bool
-}
-
 const (
 	defaultBreakerFailures = 5
 	defaultBreakerCooldown = time.Second
 )
 
 // newBreaker returns the breaker of a Client, or nil when disabled.
-func newBreaker(c *Client, o BreakerOptions) *gobreaker.TwoStepCircuitBreaker[struct{}] {
-	if o.Disabled {
+func newBreaker(c *Client, o Options) *gobreaker.TwoStepCircuitBreaker[struct{}] {
+	if o.BreakerDisabled {
 		return nil
 	}
 	return gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        "redis",
 		MaxRequests: 1,
-		Timeout:     o.Cooldown,
+		Timeout:     o.BreakerCooldown,
 		ReadyToTrip: func(n gobreaker.Counts) bool {
-			return n.ConsecutiveFailures >= o.Failures
+			return n.ConsecutiveFailures >= o.BreakerFailures
 		},
 		IsSuccessful: func(err error) bool { return !isOutage(err) },
 		IsExcluded:   func(err error) bool { return errors.Is(err, context.Canceled) },
@@ -47,7 +33,7 @@ func newBreaker(c *Client, o BreakerOptions) *gobreaker.TwoStepCircuitBreaker[st
 			if to == gobreaker.StateOpen {
 				c.counters.breakerOpened.inc()
 				c.opts.Logger.Warn("tiered: Redis circuit breaker open; serving from loaders",
-					"cooldown", o.Cooldown.String())
+					"cooldown", o.BreakerCooldown.String())
 			} else if from != gobreaker.StateClosed && to == gobreaker.StateClosed {
 				c.opts.Logger.Info("tiered: Redis circuit breaker closed")
 			}

@@ -25,7 +25,7 @@ type Cache[V any] struct {
 	c                  *Client
 	resource           string
 	keys               *keys.Resource
-	base               call // the options of a call that gives none
+	base               call     // the options of a call that gives none
 	noL1               bool     // values stay out of the in-process tier
 	copy               copyMode // how values handed over are kept out of their writer's reach
 	group              singleflight.Group
@@ -70,16 +70,7 @@ func NewCache[V any](c *Client, resource string, opts ...Option) (*Cache[V], err
 	return cache, nil
 }
 
-// Resource returns the cache's resource type.
-func (c *Cache[V]) Resource() string { return c.resource }
-
 func (c *Cache[V]) stats() CacheStats { return c.counters.snapshot(c.resource) }
-
-// Key returns the Redis key of id under the call's options.
-func (c *Cache[V]) Key(ctx context.Context, id string, opts ...Option) (string, error) {
-	key, _, _, err := c.keyOf(ctx, id, atKey, opts)
-	return key, err
-}
 
 func (c *Cache[V]) appendKey(dst []byte, ctx context.Context, id string, co call) ([]byte, error) {
 	var parts [3]keys.Part

@@ -32,7 +32,7 @@ func TestNewCacheValidates(t *testing.T) {
 	if _, err := tiered.NewCache[User](nil, "user"); err == nil {
 		t.Error("NewCache(nil) succeeded")
 	}
-	if _, err := tiered.NewCache[User](c, "us:er"); !errors.Is(err, tiered.ErrInvalidKey) {
+	if _, err := tiered.NewCache[User](c, "us:er"); !errors.Is(err, keys.ErrInvalidKey) {
 		t.Errorf("bad resource: %v", err)
 	}
 	for _, o := range []tiered.Option{
@@ -94,7 +94,7 @@ func TestCallOptionsShapeTheKey(t *testing.T) {
 			t.Fatalf("key %s holds %q", tc.key, got)
 		}
 	}
-	if _, err := e.users.Get(ctx, "u1", tiered.Version("")); !errors.Is(err, tiered.ErrInvalidKey) {
+	if _, err := e.users.Get(ctx, "u1", tiered.Version("")); !errors.Is(err, keys.ErrInvalidKey) {
 		t.Fatalf("empty version: %v", err)
 	}
 	if _, err := e.users.Get(ctx, "u1", tiered.TTL(0)); err == nil {

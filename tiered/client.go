@@ -136,7 +136,7 @@ func (c *Client) connect(o Options) error {
 		// shard of its key never reaches subscribers of another shard.
 		return errors.New("tiered: redis.Ring is not supported: invalidations would not reach every process; use a single node, Sentinel or Cluster")
 	}
-	c.breaker = newBreaker(c, o.Breaker)
+	c.breaker = newBreaker(c, o)
 	var g guard.Guard
 	if c.breaker != nil {
 		g = c.breaker
@@ -200,10 +200,10 @@ func (c *Client) debug(ctx context.Context) bool {
 	return c.opts.Logger.Enabled(ctx, slog.LevelDebug)
 }
 
-// RedisUp reports whether Redis is configured and usable: the
+// redisUp reports whether Redis is configured and usable: the
 // invalidation subscription is confirmed and the circuit breaker is not
 // open.
-func (c *Client) RedisUp() bool {
+func (c *Client) redisUp() bool {
 	return c.bus != nil && !c.degraded.Load() && !c.breakerIsOpen()
 }
 
@@ -296,7 +296,7 @@ func (c *Client) register(s cacheStatser) {
 // Prometheus.
 func (c *Client) Stats() Stats {
 	s := Stats{
-		RedisUp:                c.RedisUp(),
+		RedisUp:                c.redisUp(),
 		InvalidationsPublished: c.counters.published.load(),
 		InvalidationsReceived:  c.counters.received.load(),
 		MalformedMessages:      c.counters.malformed.load(),

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tieredcache/tieredcache/internal/redistest"
+	"github.com/tieredcache/tieredcache/keys"
 	"github.com/tieredcache/tieredcache/tiered"
 )
 
@@ -39,7 +40,7 @@ func TestNewFromEnv(t *testing.T) {
 	users, _ := tiered.NewCache[User](c, "user")
 	ctx := context.Background()
 	// Isolation is enforced by default, as in the template.
-	if err := users.Set(ctx, "1", User{ID: "1"}); !errors.Is(err, tiered.ErrTenantRequired) {
+	if err := users.Set(ctx, "1", User{ID: "1"}); !errors.Is(err, keys.ErrTenantRequired) {
 		t.Fatalf("Set without a tenant = %v, want ErrTenantRequired", err)
 	}
 	if err := users.Set(ctx, "1", User{ID: "1"}, tiered.Tenant("org-1")); err != nil {

@@ -3,8 +3,6 @@ package tiered
 import (
 	"errors"
 	"fmt"
-
-	"github.com/tieredcache/tieredcache/keys"
 )
 
 var (
@@ -15,14 +13,6 @@ var (
 
 	// ErrClosed is returned by every call on a closed Client or its caches.
 	ErrClosed = errors.New("tiered: client closed")
-
-	// ErrTenantRequired is returned when tenant isolation is enforced and
-	// the call names no tenant. It is keys.ErrTenantRequired.
-	ErrTenantRequired = keys.ErrTenantRequired
-
-	// ErrInvalidKey is returned when a key part is empty, too long, or holds
-	// a separator, whitespace or control character. It is keys.ErrInvalidKey.
-	ErrInvalidKey = keys.ErrInvalidKey
 
 	// ErrUnavailable is wrapped by errors that mean Redis could not be
 	// reached or did not answer in time: the cache is down, which is not the

@@ -262,7 +262,7 @@ func ExampleCache_Get_tenant() {
 	fmt.Println("org-b not found:", errors.Is(err, tiered.ErrNotFound))
 
 	_, err = settings.Get(context.Background(), "theme")
-	fmt.Println("no tenant:", errors.Is(err, tiered.ErrTenantRequired))
+	fmt.Println("no tenant:", errors.Is(err, keys.ErrTenantRequired))
 
 	v, _ = settings.Get(context.Background(), "theme", tiered.Tenant("org-a")) // a tenant per call
 	fmt.Println("org-a:", v)

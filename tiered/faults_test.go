@@ -53,7 +53,7 @@ func TestHungRedis(t *testing.T) {
 	const opTimeout, loaderTime = 100 * time.Millisecond, 10 * time.Millisecond
 	c, proxy := viaProxy(t, srv, kb, tiered.Options{
 		OpTimeout: opTimeout, HealthCheckInterval: 200 * time.Millisecond,
-		Breaker: tiered.BreakerOptions{Failures: 3, Cooldown: time.Hour},
+		BreakerFailures: 3, BreakerCooldown: time.Hour,
 	})
 	users, _ := tiered.NewCache[User](c, "user")
 	ctx := context.Background()
@@ -107,7 +107,7 @@ func TestBreakerRecovers(t *testing.T) {
 	kb, _ := keys.New(redistest.Prefix(t))
 	c, proxy := viaProxy(t, srv, kb, tiered.Options{
 		OpTimeout: 100 * time.Millisecond, HealthCheckInterval: 100 * time.Millisecond,
-		Breaker: tiered.BreakerOptions{Failures: 2, Cooldown: 200 * time.Millisecond},
+		BreakerFailures: 2, BreakerCooldown: 200 * time.Millisecond,
 	})
 	users, _ := tiered.NewCache[User](c, "user")
 	ctx := context.Background()
@@ -178,7 +178,7 @@ func TestRedisRestartUnderTraffic(t *testing.T) {
 	kb, _ := keys.New(redistest.Prefix(t))
 	c, err := tiered.New(tiered.Options{
 		Redis: rdb, Keys: kb, OpTimeout: 100 * time.Millisecond, HealthCheckInterval: 100 * time.Millisecond,
-		Breaker: tiered.BreakerOptions{Cooldown: 100 * time.Millisecond},
+		BreakerCooldown: 100 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)

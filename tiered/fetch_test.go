@@ -11,6 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/tieredcache/tieredcache/keys"
 	"github.com/tieredcache/tieredcache/tiered"
 )
 
@@ -319,7 +320,7 @@ func TestFetchMany(t *testing.T) {
 	if err != nil || len(again) != 4 {
 		t.Fatalf("second FetchMany = %v, %v", again, err)
 	}
-	if _, err := e.users.FetchMany(ctx, []string{"ok", "bad:id"}, load); !errors.Is(err, tiered.ErrInvalidKey) {
+	if _, err := e.users.FetchMany(ctx, []string{"ok", "bad:id"}, load); !errors.Is(err, keys.ErrInvalidKey) {
 		t.Fatalf("invalid id: %v", err)
 	}
 	if _, err := e.users.FetchMany(ctx, []string{"x"}, func(context.Context, []string) (map[string]User, error) {

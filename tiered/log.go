@@ -20,14 +20,14 @@ const (
 
 type requestIDKey struct{}
 
-// WithRequestID returns a copy of ctx carrying a request id, which the
+// withRequestID returns a copy of ctx carrying a request id, which the
 // debug log line of each cache operation includes as request_id.
-func WithRequestID(ctx context.Context, id string) context.Context {
+func withRequestID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, requestIDKey{}, id)
 }
 
-// RequestIDFrom returns the request id set by WithRequestID.
-func RequestIDFrom(ctx context.Context) (string, bool) {
+// requestIDFrom returns the request id set by withRequestID.
+func requestIDFrom(ctx context.Context) (string, bool) {
 	id, ok := ctx.Value(requestIDKey{}).(string)
 	return id, ok
 }

@@ -220,7 +220,7 @@ func (col *collector) Collect(ch chan<- prometheus.Metric) {
 	up, open := 1.0, 0.0
 	for c := range col.clients {
 		c.addSeries(s)
-		if c.bus != nil && !c.RedisUp() {
+		if c.bus != nil && !c.redisUp() {
 			up = 0
 		}
 		if c.breakerIsOpen() {

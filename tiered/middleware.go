@@ -8,8 +8,8 @@ import (
 	"github.com/tieredcache/tieredcache/keys"
 )
 
-// RequestIDHeader carries the request id Middleware reads and echoes.
-const RequestIDHeader = "X-Request-ID"
+// requestIDHeader carries the request id Middleware reads and echoes.
+const requestIDHeader = "X-Request-ID"
 
 // Middleware returns net/http middleware that puts each request's tenant
 // and request id into its context, as the Python template's middleware
@@ -27,14 +27,14 @@ func Middleware(tenant func(*http.Request) (string, bool)) func(http.Handler) ht
 					ctx = keys.WithTenant(ctx, id)
 				}
 			}
-			rid := r.Header.Get(RequestIDHeader)
+			rid := r.Header.Get(requestIDHeader)
 			if rid == "" || len(rid) > 200 {
 				var b [8]byte
 				_, _ = rand.Read(b[:])
 				rid = hex.EncodeToString(b[:])
 			}
-			w.Header().Set(RequestIDHeader, rid)
-			next.ServeHTTP(w, r.WithContext(WithRequestID(ctx, rid)))
+			w.Header().Set(requestIDHeader, rid)
+			next.ServeHTTP(w, r.WithContext(withRequestID(ctx, rid)))
 		})
 	}
 }

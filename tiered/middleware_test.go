@@ -41,7 +41,7 @@ func TestMiddleware(t *testing.T) {
 	// No tenant: never the global one.
 	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/users/uuid-456", nil))
-	if !errors.Is(keyErr, tiered.ErrTenantRequired) {
+	if !errors.Is(keyErr, keys.ErrTenantRequired) {
 		t.Fatalf("key without a tenant = %q, %v; want ErrTenantRequired", key, keyErr)
 	}
 	if rid == "" || rec.Header().Get(tiered.RequestIDHeader) != rid {

@@ -94,8 +94,18 @@ type Options struct {
 	// it returns with Redis marked unavailable. Default: 2 seconds.
 	StartupWait time.Duration
 
-	// Breaker tunes the circuit breaker in front of Redis.
-	Breaker BreakerOptions
+	// BreakerFailures is how many consecutive failed Redis calls open the
+	// circuit breaker in front of Redis. While it is open, calls that would
+	// go to Redis fail at once, so callers pay the loader's latency instead
+	// of Redis's timeouts. Default: 5.
+	BreakerFailures uint32
+
+	// BreakerCooldown is how long the breaker stays open before it lets one
+	// call through to test Redis. Default: 1 second.
+	BreakerCooldown time.Duration
+
+	// BreakerDisabled turns the breaker off: every call goes to Redis.
+	BreakerDisabled bool
 
 	// MaxPendingInvalidations bounds the keys remembered when a Set or
 	// Delete fails on Redis, to be deleted and invalidated when it returns.
@@ -121,7 +131,7 @@ type Options struct {
 	Logger *slog.Logger
 
 	// RequestID extracts the request id logged with each operation from the
-	// caller's context. Default: the id set by WithRequestID.
+	// caller's context. Default: the id Middleware puts there.
 	RequestID func(ctx context.Context) (string, bool)
 }
 
@@ -145,7 +155,7 @@ func (o Options) resolve() (Options, error) {
 		"TTL": o.TTL, "L1TTL": o.L1TTL, "DegradedTTL": o.DegradedTTL,
 		"LoadTimeout": o.LoadTimeout, "LeaseTTL": o.LeaseTTL, "LeaseWait": o.LeaseWait,
 		"OpTimeout": o.OpTimeout, "HealthCheckInterval": o.HealthCheckInterval,
-		"StartupWait": o.StartupWait,
+		"StartupWait": o.StartupWait, "BreakerCooldown": o.BreakerCooldown,
 	} {
 		if d < 0 {
 			return o, fmt.Errorf("tiered: %s must not be negative, got %v", name, d)
@@ -156,9 +166,6 @@ func (o Options) resolve() (Options, error) {
 	}
 	if o.MaxPendingInvalidations < 0 {
 		return o, errors.New("tiered: MaxPendingInvalidations must not be negative")
-	}
-	if o.Breaker.Cooldown < 0 {
-		return o, errors.New("tiered: Breaker.Cooldown must not be negative")
 	}
 	if o.HistogramBuckets == nil {
 		o.HistogramBuckets = templateBuckets
@@ -198,10 +205,10 @@ func (o Options) resolve() (Options, error) {
 	if o.MaxPendingInvalidations == 0 {
 		o.MaxPendingInvalidations = defaultMaxPending
 	}
-	if o.Breaker.Failures == 0 {
-		o.Breaker.Failures = defaultBreakerFailures
+	if o.BreakerFailures == 0 {
+		o.BreakerFailures = defaultBreakerFailures
 	}
-	def(&o.Breaker.Cooldown, defaultBreakerCooldown)
+	def(&o.BreakerCooldown, defaultBreakerCooldown)
 	if o.Channel == "" {
 		o.Channel = o.Keys.Prefix() + ":invalidate"
 	}
@@ -212,7 +219,7 @@ func (o Options) resolve() (Options, error) {
 		o.Logger = slog.Default()
 	}
 	if o.RequestID == nil {
-		o.RequestID = RequestIDFrom
+		o.RequestID = requestIDFrom
 	}
 	return o, nil
 }
@@ -251,14 +258,13 @@ const (
 	atSet
 	atWarm
 	atDelete
-	atKey
 )
 
 var siteNames = map[site]string{atNewCache: "NewCache", atGet: "Get", atFetch: "Fetch",
-	atFetchMany: "FetchMany", atSet: "Set", atWarm: "Warm", atDelete: "Delete", atKey: "Key"}
+	atFetchMany: "FetchMany", atSet: "Set", atWarm: "Warm", atDelete: "Delete"}
 
 const (
-	atCalls   = atGet | atFetch | atFetchMany | atSet | atWarm | atDelete | atKey
+	atCalls   = atGet | atFetch | atFetchMany | atSet | atWarm | atDelete
 	atWriters = atFetch | atFetchMany | atSet | atWarm // calls that store a value
 )
 

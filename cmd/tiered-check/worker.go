@@ -152,7 +152,7 @@ func workerMain(cfg workerConfig) error {
 		fmt.Fprintln(out, s)
 		out.Flush()
 	}
-	if !waitFor(w.client.RedisUp, readyTimeout) {
+	if !waitFor(func() bool { return w.client.Stats().RedisUp }, readyTimeout) {
 		return errors.New("the Client did not come up")
 	}
 	say(msgReady)
@@ -180,7 +180,7 @@ func workerMain(cfg workerConfig) error {
 	if line, ok = <-in; !ok || line != msgWaitUp {
 		return fmt.Errorf("expected %q, got %q", msgWaitUp, line)
 	}
-	if waitFor(w.client.RedisUp, upTimeout) {
+	if waitFor(func() bool { return w.client.Stats().RedisUp }, upTimeout) {
 		say(msgUp)
 	} else {
 		say(msgNotUp)
@@ -298,7 +298,7 @@ func (w *worker) poller(ctx context.Context, _ *rand.Rand) []Op {
 	var ops []Op
 	up := true
 	for ctx.Err() == nil {
-		if u := w.client.RedisUp(); u != up {
+		if u := w.client.Stats().RedisUp; u != up {
 			up = u
 			kind := opUp
 			if !u {

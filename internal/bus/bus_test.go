@@ -12,8 +12,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
-	"github.com/tieredcache/tieredcache/internal/redistest"
 	"github.com/tieredcache/tieredcache/internal/bus"
+	"github.com/tieredcache/tieredcache/internal/redistest"
 )
 
 // recorder is a Handler that records events and lets tests wait for them.

@@ -18,8 +18,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tieredcache/tieredcache/internal/faultproxy"
 	"github.com/tieredcache/tieredcache/internal/bus"
+	"github.com/tieredcache/tieredcache/internal/faultproxy"
 )
 
 // TestTrackingDetectsHungServer hangs the connection between the bus and

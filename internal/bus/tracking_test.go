@@ -20,8 +20,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tieredcache/tieredcache/internal/redistest"
 	"github.com/tieredcache/tieredcache/internal/bus"
+	"github.com/tieredcache/tieredcache/internal/redistest"
 )
 
 // realServer returns the shared server, skipping the test on miniredis,

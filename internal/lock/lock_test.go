@@ -8,8 +8,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tieredcache/tieredcache/internal/redistest"
 	"github.com/tieredcache/tieredcache/internal/lock"
+	"github.com/tieredcache/tieredcache/internal/redistest"
 )
 
 func TestMain(m *testing.M) { redistest.Main(m) }

@@ -9,7 +9,7 @@ import (
 // maxExported is a ratchet on the module's public API: the count today. The
 // goal is 100 (groupcache exports about 52, otter v2 about 79); lower this
 // as exports go, never raise it without a reason in the commit.
-const maxExported = 148
+const maxExported = 100
 
 // TestPublicSurface counts the exported identifiers of the public
 // packages and fails above the budget; -v lists them.

@@ -21,9 +21,9 @@ const (
 // Limits on bus messages: 1 MiB, 10,000 keys, keys and origins of 4 KiB.
 // A message over them is malformed.
 const (
-	MaxBytes = 1 << 20
-	MaxKeys  = 10000
-	MaxKeyBytes     = 4096
+	MaxBytes    = 1 << 20
+	MaxKeys     = 10000
+	MaxKeyBytes = 4096
 )
 
 // ErrMalformed is wrapped by every Decode error.
