@@ -1,9 +1,0 @@
-package remote_test
-
-import (
-	"testing"
-
-	"github.com/tieredcache/tieredcache/internal/redistest"
-)
-
-func TestMain(m *testing.M) { redistest.Main(m) }
