@@ -319,12 +319,19 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, r *read[V], lease *lock.Leas
 		c.counters.fillsRefused.inc()
 		return v, nil
 	}
+	c.fill(ctx, r, lease, v, data)
+	return v, nil
+}
+
+// fill stores v, encoded as data, under lease, and keeps it in-process if
+// it was stored.
+func (c *Cache[V]) fill(ctx context.Context, r *read[V], lease *lock.Lease, v V, data []byte) {
 	// A refresh replaces a value this process may hold: stamp the stripe
 	// now, and install only if no other write to it comes in meanwhile.
 	before := c.stamp(r.h)
 	channel, msg := c.c.fillNotice(r.key, r.co.reload)
 	start := time.Now()
-	err = lease.Fill(ctx, data, r.co.ttl, r.co.reload, channel, msg)
+	err := lease.Fill(ctx, data, r.co.ttl, r.co.reload, channel, msg)
 	c.c.metrics.observe(opSet, start)
 	switch {
 	case errors.Is(err, lock.ErrLost):
@@ -351,7 +358,6 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, r *read[V], lease *lock.Leas
 	default:
 		c.keep(r, v, data, false, r.s)
 	}
-	return v, nil
 }
 
 // notCached returns a loaded value that could not be encoded, uncached;

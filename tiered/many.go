@@ -149,8 +149,7 @@ func (c *Cache[V]) loadManyLeased(ctx context.Context, pending []manyItem, load 
 		c.releaseMany(ctx, leases)
 		return err
 	}
-	var fills []lock.Fill
-	var filled []int
+	b := manyFills{pending: pending}
 	var unused []*lock.Lease
 	for i, it := range pending {
 		v, ok := loaded[it.id]
@@ -171,18 +170,32 @@ func (c *Cache[V]) loadManyLeased(ctx context.Context, pending []manyItem, load 
 			unused = append(unused, leases[i])
 			continue
 		}
-		fills = append(fills, lock.Fill{Lease: leases[i], Value: data, TTL: co.ttl})
-		filled = append(filled, i)
+		b.fills = append(b.fills, lock.Fill{Lease: leases[i], Value: data, TTL: co.ttl})
+		b.items = append(b.items, i)
 	}
 	c.releaseMany(ctx, unused)
-	if len(fills) == 0 {
+	if len(b.fills) == 0 {
 		return nil
 	}
-	filledKeys := make([]string, len(fills))
-	before := make([]local.Stamp, len(fills))
-	for j, i := range filled {
-		filledKeys[j] = pending[i].key
-		before[j] = c.stamp(pending[i].h)
+	return c.fillMany(ctx, b, out, co)
+}
+
+// manyFills are the fills of a FillMany: fills[j] stores pending[items[j]].
+type manyFills struct {
+	pending []manyItem
+	fills   []lock.Fill
+	items   []int
+}
+
+func (b manyFills) item(j int) manyItem { return b.pending[b.items[j]] }
+
+// fillMany stores b's values under their leases and keeps in-process the
+// ones it stored.
+func (c *Cache[V]) fillMany(ctx context.Context, b manyFills, out map[string]V, co call) error {
+	keys := make([]string, len(b.fills))
+	before := make([]local.Stamp, len(b.fills))
+	for j := range b.fills {
+		keys[j], before[j] = b.item(j).key, c.stamp(b.item(j).h)
 	}
 	channel, msgs := c.c.publishChannel(), [][]byte(nil)
 	if channel != "" {
@@ -191,33 +204,34 @@ func (c *Cache[V]) loadManyLeased(ctx context.Context, pending []manyItem, load 
 		if co.reload {
 			kind = wire.KindInvalidate
 		}
-		if msgs, err = c.c.bus.EncodeAll(kind, filledKeys...); err != nil {
-			c.releaseMany(ctx, leasesOf(fills))
+		var err error
+		if msgs, err = c.c.bus.EncodeAll(kind, keys...); err != nil {
+			c.releaseMany(ctx, leasesOf(b.fills))
 			return fmt.Errorf("tiered: fetch many: %w", err)
 		}
 	}
 	start := time.Now()
-	results, err := c.c.leases.FillMany(ctx, fills, co.reload, channel, msgs)
+	results, err := c.c.leases.FillMany(ctx, b.fills, co.reload, channel, msgs)
 	c.c.metrics.observe(opSet, start)
 	if err != nil {
 		c.redisError("fill", err)
-		c.fillLog.warn(c.c.opts.Logger, "tiered: fetch many: values loaded but not cached", "resource_type", c.resource, "keys", len(fills), "error", err)
+		c.fillLog.warn(c.c.opts.Logger, "tiered: fetch many: values loaded but not cached", "resource_type", c.resource, "keys", len(b.fills), "error", err)
 	}
-	var replaced []int // indexes into filled, for a refresh
+	var replaced []int // indexes into b.fills, for a refresh
 	var failed []*lock.Lease
-	for j, i := range filled {
-		it := pending[i]
+	for j, res := range results {
+		it := b.item(j)
 		r := &read[V]{key: it.key, h: it.h, co: co}
-		switch res := results[j]; {
+		switch {
 		case errors.Is(res, lock.ErrLost):
 			c.counters.leaseLost.inc()
 		case errors.Is(res, lock.ErrExists):
 			c.counters.fillsRefused.inc()
-			c.keep(r, out[it.id], fills[j].Value, false, it.s)
+			c.keep(r, out[it.id], b.fills[j].Value, false, it.s)
 		case res != nil:
 			// Unknown whether it was stored: keep it out of this process,
 			// let the lease go, and for a refresh invalidate the others.
-			failed = append(failed, fills[j].Lease)
+			failed = append(failed, b.fills[j].Lease)
 			if co.reload {
 				c.c.l1Invalidate(it.h)
 				c.c.deferInvalidation(it.key)
@@ -225,23 +239,31 @@ func (c *Cache[V]) loadManyLeased(ctx context.Context, pending []manyItem, load 
 		case co.reload:
 			replaced = append(replaced, j)
 		default:
-			c.keep(r, out[it.id], fills[j].Value, false, it.s)
+			c.keep(r, out[it.id], b.fills[j].Value, false, it.s)
 		}
 	}
 	c.releaseMany(ctx, failed)
-	if len(replaced) > 0 {
-		hs := make([]uint64, len(replaced))
-		bs := make([]local.Stamp, len(replaced))
-		for k, j := range replaced {
-			hs[k], bs[k] = pending[filled[j]].h, before[j]
-		}
-		c.replaceLocalMany(hs, bs, func(k int, after local.Stamp) {
-			j := replaced[k]
-			it := pending[filled[j]]
-			c.keep(&read[V]{key: it.key, h: it.h, co: co}, out[it.id], fills[j].Value, false, after)
-		})
-	}
+	c.keepReplaced(b, replaced, before, out, co)
 	return nil
+}
+
+// keepReplaced installs the values a refresh replaced, b.fills[j] for j in
+// replaced, each only if nothing but the refresh's own write moved its key
+// since before[j].
+func (c *Cache[V]) keepReplaced(b manyFills, replaced []int, before []local.Stamp, out map[string]V, co call) {
+	if len(replaced) == 0 {
+		return
+	}
+	hs := make([]uint64, len(replaced))
+	bs := make([]local.Stamp, len(replaced))
+	for k, j := range replaced {
+		hs[k], bs[k] = b.item(j).h, before[j]
+	}
+	c.replaceLocalMany(hs, bs, func(k int, after local.Stamp) {
+		j := replaced[k]
+		it := b.item(j)
+		c.keep(&read[V]{key: it.key, h: it.h, co: co}, out[it.id], b.fills[j].Value, false, after)
+	})
 }
 
 func keysOf(items []manyItem) []string {

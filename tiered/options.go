@@ -151,6 +151,14 @@ const (
 
 // resolve returns a copy of o with defaults filled in, or an error.
 func (o Options) resolve() (Options, error) {
+	if err := o.validate(); err != nil {
+		return o, err
+	}
+	return o.withDefaults()
+}
+
+// validate checks the fields a user set.
+func (o Options) validate() error {
 	for name, d := range map[string]time.Duration{
 		"TTL": o.TTL, "L1TTL": o.L1TTL, "DegradedTTL": o.DegradedTTL,
 		"LoadTimeout": o.LoadTimeout, "LeaseTTL": o.LeaseTTL, "LeaseWait": o.LeaseWait,
@@ -158,22 +166,27 @@ func (o Options) resolve() (Options, error) {
 		"StartupWait": o.StartupWait, "BreakerCooldown": o.BreakerCooldown,
 	} {
 		if d < 0 {
-			return o, fmt.Errorf("tiered: %s must not be negative, got %v", name, d)
+			return fmt.Errorf("tiered: %s must not be negative, got %v", name, d)
 		}
 	}
 	if o.MaxValueBytes < 0 {
-		return o, errors.New("tiered: MaxValueBytes must not be negative")
+		return errors.New("tiered: MaxValueBytes must not be negative")
 	}
 	if o.MaxPendingInvalidations < 0 {
-		return o, errors.New("tiered: MaxPendingInvalidations must not be negative")
-	}
-	if o.HistogramBuckets == nil {
-		o.HistogramBuckets = templateBuckets
+		return errors.New("tiered: MaxPendingInvalidations must not be negative")
 	}
 	for i, b := range o.HistogramBuckets {
 		if b <= 0 || (i > 0 && b <= o.HistogramBuckets[i-1]) {
-			return o, fmt.Errorf("tiered: HistogramBuckets %v: must be positive and increasing", o.HistogramBuckets)
+			return fmt.Errorf("tiered: HistogramBuckets %v: must be positive and increasing", o.HistogramBuckets)
 		}
+	}
+	return nil
+}
+
+// withDefaults returns o with every unset field at its default.
+func (o Options) withDefaults() (Options, error) {
+	if o.HistogramBuckets == nil {
+		o.HistogramBuckets = templateBuckets
 	}
 	if o.Keys == nil {
 		kb, err := keys.New(defaultPrefix)
