@@ -28,6 +28,11 @@ type manyItem struct {
 // not cached. Unlike Fetch, a batch does not wait for loads under way in
 // other processes, and concurrent batches in one process are not merged:
 // loadMissing gets every id not found in either tier.
+//
+// On error the map is nil when the call was refused (a closed Client, an
+// invalid option or id); otherwise it holds what was found before the
+// error (in-process and Redis hits; nothing from a failed loadMissing),
+// which callers may use or ignore.
 func (c *Cache[V]) FetchMany(ctx context.Context, ids []string, loadMissing func(ctx context.Context, missing []string) (map[string]V, error), opts ...Option) (map[string]V, error) {
 	if c.c.closed.Load() {
 		return nil, ErrClosed
