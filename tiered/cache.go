@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -30,7 +31,10 @@ type Cache[V any] struct {
 	copy               copyMode // how values handed over are kept out of their writer's reach
 	group              singleflight.Group
 	counters           cacheCounters
+	fresh              freshness
+	loadNanos          atomic.Int64 // running estimate of a load's duration
 	decodeLog, fillLog rateLimit
+	refreshLog         rateLimit
 }
 
 // NewCache returns the cache of resource values of type V.
@@ -62,7 +66,7 @@ func NewCache[V any](c *Client, resource string, opts ...Option) (*Cache[V], err
 		}
 		base.version, base.hasVersion = "", false
 	}
-	cache := &Cache[V]{c: c, resource: resource, keys: rk, base: base,
+	cache := &Cache[V]{c: c, resource: resource, keys: rk, base: base, fresh: base.fresh,
 		noL1: base.noL1 || c.l1off, copy: copyModeOf(reflect.TypeFor[V]())}
 	base.noL1 = false // kept in cache.noL1
 	cache.base = base
@@ -93,12 +97,12 @@ func (c *Cache[V]) appendKey(dst []byte, ctx context.Context, id string, co call
 // l1Get looks key up in the in-process tier. The tier holds a pointer to
 // each value, so a hit copies the value once, into the caller's result,
 // however large it is.
-func (c *Cache[V]) l1Get(h uint64, key []byte) (*V, bool) {
+func (c *Cache[V]) l1Get(h uint64, key []byte) (*held[V], bool) {
 	if c.noL1 {
 		return nil, false
 	}
 	if v, ok := c.c.l1.Get(h, key); ok {
-		p, ok := v.(*V)
+		p, ok := v.(*held[V])
 		return p, ok
 	}
 	return nil, false
@@ -106,12 +110,12 @@ func (c *Cache[V]) l1Get(h uint64, key []byte) (*V, bool) {
 
 func (c *Cache[V]) stamp(h uint64) local.Stamp { return c.c.l1.Stamp(h) }
 
-// install puts v in the in-process tier if s is still current.
-func (c *Cache[V]) install(h uint64, key string, v V, size int, ttl time.Duration, degraded bool, s local.Stamp) {
+// install puts hd in the in-process tier if s is still current.
+func (c *Cache[V]) install(h uint64, key string, hd *held[V], size int, ttl time.Duration, degraded bool, s local.Stamp) {
 	if c.noL1 {
 		return
 	}
-	if c.c.l1.Install(h, key, &v, int64(size), c.c.l1TTL(ttl, degraded), s) &&
+	if c.c.l1.Install(h, key, hd, int64(size), c.c.l1TTL(ttl, degraded), s) &&
 		(c.c.store == nil || degraded || c.c.degraded.Load()) {
 		// ristretto applies a new key asynchronously. Without Redis (L1-only
 		// mode, or Redis failing) nothing else would serve the next read:
@@ -139,7 +143,35 @@ func (c *Cache[V]) keep(r *read[V], v V, data []byte, degraded bool, s local.Sta
 		}
 		v = cp
 	}
-	c.install(r.h, r.key, v, len(data), r.co.l1ttl, degraded, s)
+	c.install(r.h, r.key, &held[V]{v: v, fresh: r.fresh, took: r.took}, len(data), r.co.l1ttl, degraded, s)
+}
+
+// keepAbsent installs a cached absence of r's key, fenced by s.
+func (c *Cache[V]) keepAbsent(r *read[V], ttl time.Duration, degraded bool, s local.Stamp) {
+	if c.noL1 || r.co.noL1 {
+		return
+	}
+	c.install(r.h, r.key, &held[V]{absent: true}, len(null), min(r.co.l1ttl, ttl), degraded, s)
+}
+
+// fromRedis decodes a value read from Redis, which has left to live
+// there, and keeps it (or the absence it records) in-process, fenced by s.
+func (c *Cache[V]) fromRedis(r *read[V], s local.Stamp, data []byte, left time.Duration) (*held[V], found) {
+	v, f := c.decode(r.key, data)
+	var hd *held[V]
+	switch f {
+	case foundValue:
+		hd = &held[V]{v: v, fresh: c.freshFor(left)}
+	case foundAbsent:
+		c.counters.negativeHits.inc()
+		hd = &held[V]{absent: true}
+	default:
+		return nil, f
+	}
+	if !r.co.noL1 {
+		c.install(r.h, r.key, hd, len(data), l1TTLFor(r.co.l1ttl, left), false, s)
+	}
+	return hd, f
 }
 
 // encode encodes v; a panicking codec (or MarshalJSON) is an error
@@ -171,20 +203,24 @@ func (c *Cache[V]) unmarshal(data []byte, v *V) (err error) {
 	return c.base.codec.Unmarshal(data, v)
 }
 
-// decode decodes a value read from Redis. A value that does not decode is
-// a miss, counted and logged, and stays in Redis: another service may have
-// written it in a form this one cannot read, and its readers still can.
-func (c *Cache[V]) decode(key string, data []byte) (V, bool) {
+// decode decodes a value read from Redis. JSON null is a cached absence.
+// A value that does not decode is a miss, counted and logged, and stays in
+// Redis: another service may have written it in a form this one cannot
+// read, and its readers still can.
+func (c *Cache[V]) decode(key string, data []byte) (V, found) {
 	var v V
+	if string(data) == null {
+		return v, foundAbsent
+	}
 	err := c.unmarshal(data, &v)
 	if err == nil {
-		return v, true
+		return v, foundValue
 	}
 	c.counters.decodeErrors.inc()
 	c.decodeLog.warn(c.c.opts.Logger, "tiered: value in Redis does not decode; read as a miss and left in place",
 		"resource_type", c.resource, "key", key, "bytes", len(data), "error", err)
 	var zero V
-	return zero, false
+	return zero, foundNothing
 }
 
 // callFailed classifies the failure of a call to Redis made with the
@@ -231,8 +267,10 @@ func (c *Cache[V]) get(ctx context.Context, id string, opts []Option) (V, tier, 
 	switch {
 	case err != nil:
 		return zero, tierNone, err
+	case hit != nil && hit.absent:
+		return zero, tierL1, ErrNotFound
 	case hit != nil:
-		return *hit, tierL1, nil
+		return hit.v, tierL1, nil
 	}
 	return c.getRemote(ctx, string(key), h, co)
 }
@@ -240,7 +278,7 @@ func (c *Cache[V]) get(ctx context.Context, id string, opts []Option) (V, tier, 
 // lookup resolves the options of a call given at o, builds the key of id
 // into buf and looks it up in the in-process tier, unless the call skips
 // it (NoL1, Reload).
-func (c *Cache[V]) lookup(buf []byte, ctx context.Context, id string, o site, opts []Option) (key []byte, h uint64, co call, hit *V, err error) {
+func (c *Cache[V]) lookup(buf []byte, ctx context.Context, id string, o site, opts []Option) (key []byte, h uint64, co call, hit *held[V], err error) {
 	if co, err = c.resolve(o, opts); err != nil {
 		return nil, 0, co, nil, err
 	}
@@ -248,15 +286,19 @@ func (c *Cache[V]) lookup(buf []byte, ctx context.Context, id string, o site, op
 	return key, h, co, hit, err
 }
 
-// find is lookup under resolved options.
-func (c *Cache[V]) find(buf []byte, ctx context.Context, id string, co call) (key []byte, h uint64, hit *V, err error) {
+// find is lookup under resolved options. A hit may be a cached absence.
+func (c *Cache[V]) find(buf []byte, ctx context.Context, id string, co call) (key []byte, h uint64, hit *held[V], err error) {
 	if key, err = c.appendKey(buf, ctx, id, co); err != nil {
 		return nil, 0, nil, err
 	}
 	h = c.c.hash(key)
 	if !co.noL1 && !co.reload {
 		if p, ok := c.l1Get(h, key); ok {
-			c.counters.hitsL1.inc()
+			if p.absent {
+				c.counters.negativeHits.inc()
+			} else {
+				c.counters.hitsL1.inc()
+			}
 			return key, h, p, nil
 		}
 	}
@@ -283,11 +325,13 @@ func (c *Cache[V]) getRemote(ctx context.Context, key string, h uint64, co call)
 		return zero, tierNone, ErrNotFound
 	}
 	r := &read[V]{key: key, h: h, co: co, s: c.stamp(h)}
-	v, ok, err := c.readRedis(ctx, r, r.s)
+	v, f, err := c.readRedis(ctx, r, r.s)
 	switch {
 	case err != nil:
 		return zero, tierNone, c.callFailed(ctx, "get", key, err)
-	case !ok:
+	case f == foundAbsent:
+		return zero, tierL2, ErrNotFound
+	case f != foundValue:
 		c.counters.misses.inc()
 		return zero, tierNone, ErrNotFound
 	}

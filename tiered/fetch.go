@@ -27,6 +27,9 @@ type read[V any] struct {
 	co  call
 	s   local.Stamp // the key's stamp when the read began: it fences installs
 	ld  loader[V]
+
+	fresh int64 // when the value kept stops being fresh (Unix ns); 0: never
+	took  int64 // how long its load took, in nanoseconds; 0: not loaded here
 }
 
 // Fetch returns the value of id, loading it with load on a miss
@@ -96,10 +99,15 @@ func (c *Cache[V]) fetchTier(ctx context.Context, id string, ld loader[V], opts 
 	switch {
 	case err != nil:
 		return zero, tierNone, err
-	case hit != nil:
-		return *hit, tierL1, nil
+	case hit == nil:
+		return c.fetchShared(ctx, string(key), h, ld, co)
+	case hit.absent:
+		return zero, tierL1, ErrNotFound
 	}
-	return c.fetchShared(ctx, string(key), h, ld, co)
+	if c.fresh.on() && c.refreshDue(hit) {
+		c.refreshInBackground(string(key), h, ld, co)
+	}
+	return hit.v, tierL1, nil
 }
 
 // l2Hit marks a flight's result that came from Redis rather than a load.
@@ -179,10 +187,16 @@ func (c *Cache[V]) flight(parent context.Context, r *read[V]) (any, error) {
 	c.c.metrics.observe(opGet, start)
 	switch {
 	case err == nil && lease == nil:
-		if v, ok := c.decode(r.key, data); ok {
+		hd, f := c.fromRedis(r, r.s, data, ttl)
+		switch f {
+		case foundValue:
 			c.counters.hitsL2.inc()
-			c.install(r.h, r.key, v, len(data), l1TTLFor(r.co.l1ttl, ttl), false, r.s)
-			return l2Hit[V]{v}, nil
+			if c.fresh.on() && c.refreshDue(hd) {
+				c.refreshInBackground(r.key, r.h, r.ld, r.co)
+			}
+			return l2Hit[V]{hd.v}, nil
+		case foundAbsent:
+			return nil, ErrNotFound
 		}
 		c.counters.misses.inc()
 		return c.leasedLoad(ctx, r, false) // a value this cache cannot decode
@@ -200,23 +214,23 @@ func (c *Cache[V]) flight(parent context.Context, r *read[V]) (any, error) {
 
 // readRedis reads the key from Redis and keeps a value that decodes
 // in-process, fenced by s. A value that does not decode is a miss.
-func (c *Cache[V]) readRedis(ctx context.Context, r *read[V], s local.Stamp) (V, bool, error) {
+func (c *Cache[V]) readRedis(ctx context.Context, r *read[V], s local.Stamp) (V, found, error) {
+	var zero V
 	start := time.Now()
 	data, ttl, err := c.c.store.Get(ctx, r.key)
 	c.c.metrics.observe(opGet, start)
 	if err != nil {
-		var zero V
 		if errors.Is(err, store.ErrMiss) {
 			err = nil
 		}
-		return zero, false, err
+		return zero, foundNothing, err
 	}
-	v, ok := c.decode(r.key, data)
-	if ok {
-		c.counters.hitsL2.inc()
-		c.install(r.h, r.key, v, len(data), l1TTLFor(r.co.l1ttl, ttl), false, s)
+	hd, f := c.fromRedis(r, s, data, ttl)
+	if f != foundValue {
+		return zero, f, nil
 	}
-	return v, ok, nil
+	c.counters.hitsL2.inc()
+	return hd.v, f, nil
 }
 
 // l1TTLFor is how long a value read from Redis may stay in-process: no
@@ -257,14 +271,16 @@ func (c *Cache[V]) leasedLoad(ctx context.Context, r *read[V], held bool) (any, 
 		}
 		held = false
 		c.counters.leasesWaited.inc()
-		v, found, err := c.waitForFill(ctx, r, deadline)
+		v, f, err := c.waitForFill(ctx, r, deadline)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return nil, fmt.Errorf("tiered: waiting for the load of %s: %w", r.key, ctx.Err())
 		case err != nil:
 			c.redisError("wait", err)
 			return c.loadLocal(ctx, r, true)
-		case found:
+		case f == foundAbsent:
+			return nil, ErrNotFound
+		case f == foundValue:
 			// Served by another process's load: a miss for this one.
 			return v, nil
 		case time.Now().After(deadline):
@@ -274,7 +290,7 @@ func (c *Cache[V]) leasedLoad(ctx context.Context, r *read[V], held bool) (any, 
 			c.counters.waitExpired.inc()
 			lctx, cancel := c.c.loadContext(ctx)
 			defer cancel()
-			return c.load(lctx, r.ld)
+			return c.load(lctx, r)
 		}
 		// The lease went away without a value (a failed load or a delete):
 		// try to take it.
@@ -287,11 +303,14 @@ func (c *Cache[V]) leasedLoad(ctx context.Context, r *read[V], held bool) (any, 
 // process may have filled it between an earlier read and this lease.
 func (c *Cache[V]) loadAndFill(ctx context.Context, r *read[V], lease *lock.Lease, reread bool) (any, error) {
 	if reread {
-		v, ok, err := c.readRedis(ctx, r, r.s)
+		v, f, err := c.readRedis(ctx, r, r.s)
 		switch {
-		case ok:
+		case f == foundValue:
 			c.release(ctx, lease)
 			return l2Hit[V]{v}, nil
+		case f == foundAbsent:
+			c.release(ctx, lease)
+			return nil, ErrNotFound
 		case err != nil:
 			// Redis failed after granting the lease: do not wait on it
 			// again for the fill; the lease expires on its own.
@@ -304,8 +323,12 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, r *read[V], lease *lock.Leas
 	// the loaded value may then be older than what was written, and is
 	// not stored.
 	loading := c.stamp(r.h)
-	v, err := c.load(ctx, r.ld)
+	v, err := c.load(ctx, r)
 	if err != nil {
+		if c.fresh.negTTL > 0 && errors.Is(err, ErrNotFound) && c.stamp(r.h) == loading {
+			c.fill(ctx, r, lease, v, nil, true)
+			return nil, err
+		}
 		c.release(ctx, lease)
 		return nil, err
 	}
@@ -319,19 +342,32 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, r *read[V], lease *lock.Leas
 		c.counters.fillsRefused.inc()
 		return v, nil
 	}
-	c.fill(ctx, r, lease, v, data)
+	c.fill(ctx, r, lease, v, data, false)
 	return v, nil
 }
 
-// fill stores v, encoded as data, under lease, and keeps it in-process if
-// it was stored.
-func (c *Cache[V]) fill(ctx context.Context, r *read[V], lease *lock.Lease, v V, data []byte) {
+// fill stores v, encoded as data, or with absent the key's absence, under
+// lease, and keeps it in-process if it was stored.
+func (c *Cache[V]) fill(ctx context.Context, r *read[V], lease *lock.Lease, v V, data []byte, absent bool) {
 	// A refresh replaces a value this process may hold: stamp the stripe
 	// now, and install only if no other write to it comes in meanwhile.
 	before := c.stamp(r.h)
 	channel, msg := c.c.fillNotice(r.key, r.co.reload)
+	var ttl time.Duration
+	if absent {
+		data, ttl = []byte(null), c.c.jitter(c.fresh.negTTL)
+	} else {
+		r.fresh, ttl = c.lifetimes(r.co.ttl)
+	}
+	keep := func(s local.Stamp) {
+		if absent {
+			c.keepAbsent(r, ttl, false, s)
+		} else {
+			c.keep(r, v, data, false, s)
+		}
+	}
 	start := time.Now()
-	err := lease.Fill(ctx, data, r.co.ttl, r.co.reload, channel, msg)
+	err := lease.Fill(ctx, data, ttl, r.co.reload, channel, msg)
 	c.c.metrics.observe(opSet, start)
 	switch {
 	case errors.Is(err, lock.ErrLost):
@@ -341,7 +377,9 @@ func (c *Cache[V]) fill(ctx context.Context, r *read[V], lease *lock.Lease, v V,
 		// holds a value this cache cannot decode: theirs stays. Ours was
 		// loaded fresh, so it may serve here, fenced like any install.
 		c.counters.fillsRefused.inc()
-		c.keep(r, v, data, false, r.s)
+		if !absent {
+			keep(r.s)
+		}
 	case err != nil:
 		// Unknown whether it was stored, or whether a delete raced it:
 		// keep it out of this process. A refresh may have left peers
@@ -352,11 +390,9 @@ func (c *Cache[V]) fill(ctx context.Context, r *read[V], lease *lock.Lease, v V,
 			c.c.deferInvalidation(r.key)
 		}
 	case r.co.reload:
-		c.replaceLocalMany([]uint64{r.h}, []local.Stamp{before}, func(_ int, after local.Stamp) {
-			c.keep(r, v, data, false, after)
-		})
+		c.replaceLocalMany([]uint64{r.h}, []local.Stamp{before}, func(_ int, after local.Stamp) { keep(after) })
 	default:
-		c.keep(r, v, data, false, r.s)
+		keep(r.s)
 	}
 }
 
@@ -384,7 +420,7 @@ func (c *Cache[V]) release(ctx context.Context, lease *lock.Lease) {
 // the key and on a backoff in case a notice is lost. Each read installs
 // under a stamp taken just before it: the notice that woke it moved the
 // read's first stamp.
-func (c *Cache[V]) waitForFill(ctx context.Context, r *read[V], deadline time.Time) (v V, found bool, err error) {
+func (c *Cache[V]) waitForFill(ctx context.Context, r *read[V], deadline time.Time) (v V, f found, err error) {
 	const minPoll, maxPoll = 5 * time.Millisecond, 100 * time.Millisecond
 	poll := minPoll
 	leaseKey := lock.Key(r.key)
@@ -393,19 +429,20 @@ func (c *Cache[V]) waitForFill(ctx context.Context, r *read[V], deadline time.Ti
 		s := c.stamp(r.h)
 		data, ttl, held, err := c.c.store.GetWithLease(ctx, r.key, leaseKey)
 		if err != nil {
-			return v, false, err
+			return v, foundNothing, err
 		}
 		if data != nil {
-			if v, ok := c.decode(r.key, data); ok {
-				c.install(r.h, r.key, v, len(data), l1TTLFor(r.co.l1ttl, ttl), false, s)
-				return v, true, nil
+			// A value this cache cannot decode (foundNothing): load it
+			// ourselves.
+			hd, f := c.fromRedis(r, s, data, ttl)
+			if f == foundValue {
+				v = hd.v
 			}
-			// A value this cache cannot decode: load it ourselves.
-			return v, false, nil
+			return v, f, nil
 		}
 		left := time.Until(deadline)
 		if !held || left <= 0 {
-			return v, false, nil
+			return v, foundNothing, nil
 		}
 		t := time.NewTimer(min(poll, left))
 		select {
@@ -414,7 +451,7 @@ func (c *Cache[V]) waitForFill(ctx context.Context, r *read[V], deadline time.Ti
 			poll = min(2*poll, maxPoll)
 		case <-ctx.Done():
 			t.Stop()
-			return v, false, ctx.Err()
+			return v, foundNothing, ctx.Err()
 		}
 		t.Stop()
 	}
@@ -426,8 +463,11 @@ func (c *Cache[V]) loadLocal(ctx context.Context, r *read[V], degraded bool) (an
 	if degraded {
 		c.counters.degradedLoads.inc()
 	}
-	v, err := c.load(ctx, r.ld)
+	v, err := c.load(ctx, r)
 	if err != nil {
+		if c.fresh.negTTL > 0 && errors.Is(err, ErrNotFound) && !degraded {
+			c.keepAbsent(r, c.c.jitter(c.fresh.negTTL), false, r.s)
+		}
 		return nil, err
 	}
 	if c.noL1 || r.co.noL1 {
@@ -437,15 +477,23 @@ func (c *Cache[V]) loadLocal(ctx context.Context, r *read[V], degraded bool) (an
 	if err != nil {
 		return c.notCached(v, r.key, err)
 	}
+	r.fresh = time.Now().Add(r.co.ttl).UnixNano()
 	c.keep(r, v, data, degraded, r.s)
 	return v, nil
 }
 
-// load calls the loader, turning a panic into an error.
-func (c *Cache[V]) load(ctx context.Context, ld loader[V]) (v V, err error) {
+// load calls r's loader, turning a panic into an error, and notes how long
+// it took.
+func (c *Cache[V]) load(ctx context.Context, r *read[V]) (v V, err error) {
 	c.counters.loads.inc()
-	defer c.endLoad(time.Now(), &err)
-	return ld.call(ctx)
+	start := time.Now()
+	defer c.endLoad(start, &err)
+	if v, err = r.ld.call(ctx); err == nil {
+		took := time.Since(start)
+		r.took = int64(took)
+		c.noteLoad(took)
+	}
+	return v, err
 }
 
 // endLoad, deferred around a loader call, turns its panic into an error

@@ -58,7 +58,9 @@ func (c *Cache[V]) FetchMany(ctx context.Context, ids []string, loadMissing func
 		case err != nil:
 			return nil, err
 		case hit != nil:
-			out[id] = *hit
+			if !hit.absent {
+				out[id] = hit.v
+			}
 			continue
 		}
 		pending = append(pending, manyItem{id: id, key: string(kb), h: h, s: c.stamp(h)})
@@ -96,10 +98,13 @@ func (c *Cache[V]) readMany(ctx context.Context, pending []manyItem, out map[str
 	rest := pending[:0]
 	for i, it := range pending {
 		if vals[i] != nil {
-			if v, ok := c.decode(it.key, vals[i]); ok {
+			hd, f := c.fromRedis(&read[V]{key: it.key, h: it.h, co: co}, it.s, vals[i], 0)
+			switch f {
+			case foundValue:
 				c.counters.hitsL2.inc()
-				c.install(it.h, it.key, v, len(vals[i]), co.l1ttl, false, it.s)
-				out[it.id] = v
+				out[it.id] = hd.v
+				continue
+			case foundAbsent:
 				continue
 			}
 		}
@@ -127,7 +132,8 @@ func (c *Cache[V]) loadManyLocal(ctx context.Context, pending []manyItem, load f
 			continue
 		}
 		if data, err := c.encode(it.key, v); err == nil {
-			c.keep(&read[V]{key: it.key, h: it.h, co: co}, v, data, degraded, it.s)
+			r := &read[V]{key: it.key, h: it.h, co: co, fresh: time.Now().Add(co.ttl).UnixNano()}
+			c.keep(r, v, data, degraded, it.s)
 		}
 	}
 	return nil
@@ -164,19 +170,28 @@ func (c *Cache[V]) loadManyLeased(ctx context.Context, pending []manyItem, load 
 		if leases[i] == nil {
 			continue
 		}
-		var data []byte
+		// An id loadMissing did not return is absent: with NegativeTTL,
+		// that is cached too.
+		absent := !ok && c.fresh.negTTL > 0
+		data, encErr := []byte(null), error(nil)
 		if ok {
-			data, err = c.encode(it.key, v)
+			data, encErr = c.encode(it.key, v)
 		}
-		if !ok || err != nil || c.stamp(it.h) != loading[i] {
-			if ok && err == nil {
+		if (!ok && !absent) || encErr != nil || c.stamp(it.h) != loading[i] {
+			if (ok || absent) && encErr == nil {
 				c.counters.fillsRefused.inc()
 			}
 			unused = append(unused, leases[i])
 			continue
 		}
-		b.fills = append(b.fills, lock.Fill{Lease: leases[i], Value: data, TTL: co.ttl})
+		fresh, ttl := int64(0), c.c.jitter(c.fresh.negTTL)
+		if ok {
+			fresh, ttl = c.lifetimes(co.ttl)
+		}
+		b.fills = append(b.fills, lock.Fill{Lease: leases[i], Value: data, TTL: ttl})
 		b.items = append(b.items, i)
+		b.fresh = append(b.fresh, fresh)
+		b.absent = append(b.absent, absent)
 	}
 	c.releaseMany(ctx, unused)
 	if len(b.fills) == 0 {
@@ -185,14 +200,28 @@ func (c *Cache[V]) loadManyLeased(ctx context.Context, pending []manyItem, load 
 	return c.fillMany(ctx, b, out, co)
 }
 
-// manyFills are the fills of a FillMany: fills[j] stores pending[items[j]].
+// manyFills are the fills of a FillMany: fills[j] stores pending[items[j]],
+// fresh until fresh[j], or its absence where absent[j].
 type manyFills struct {
 	pending []manyItem
 	fills   []lock.Fill
 	items   []int
+	fresh   []int64
+	absent  []bool
 }
 
 func (b manyFills) item(j int) manyItem { return b.pending[b.items[j]] }
+
+// keepFilled installs what fill j stored, fenced by s.
+func (c *Cache[V]) keepFilled(b manyFills, j int, out map[string]V, co call, s local.Stamp) {
+	it := b.item(j)
+	r := &read[V]{key: it.key, h: it.h, co: co, fresh: b.fresh[j]}
+	if b.absent[j] {
+		c.keepAbsent(r, b.fills[j].TTL, false, s)
+		return
+	}
+	c.keep(r, out[it.id], b.fills[j].Value, false, s)
+}
 
 // fillMany stores b's values under their leases and keeps in-process the
 // ones it stored.
@@ -226,13 +255,14 @@ func (c *Cache[V]) fillMany(ctx context.Context, b manyFills, out map[string]V, 
 	var failed []*lock.Lease
 	for j, res := range results {
 		it := b.item(j)
-		r := &read[V]{key: it.key, h: it.h, co: co}
 		switch {
 		case errors.Is(res, lock.ErrLost):
 			c.counters.leaseLost.inc()
 		case errors.Is(res, lock.ErrExists):
 			c.counters.fillsRefused.inc()
-			c.keep(r, out[it.id], b.fills[j].Value, false, it.s)
+			if !b.absent[j] {
+				c.keepFilled(b, j, out, co, it.s)
+			}
 		case res != nil:
 			// Unknown whether it was stored: keep it out of this process,
 			// let the lease go, and for a refresh invalidate the others.
@@ -244,7 +274,7 @@ func (c *Cache[V]) fillMany(ctx context.Context, b manyFills, out map[string]V, 
 		case co.reload:
 			replaced = append(replaced, j)
 		default:
-			c.keep(r, out[it.id], b.fills[j].Value, false, it.s)
+			c.keepFilled(b, j, out, co, it.s)
 		}
 	}
 	c.releaseMany(ctx, failed)
@@ -265,9 +295,7 @@ func (c *Cache[V]) keepReplaced(b manyFills, replaced []int, before []local.Stam
 		hs[k], bs[k] = b.item(j).h, before[j]
 	}
 	c.replaceLocalMany(hs, bs, func(k int, after local.Stamp) {
-		j := replaced[k]
-		it := b.item(j)
-		c.keep(&read[V]{key: it.key, h: it.h, co: co}, out[it.id], b.fills[j].Value, false, after)
+		c.keepFilled(b, replaced[k], out, co, after)
 	})
 }
 

@@ -102,6 +102,13 @@ var (
 		"Values not written because their encoding exceeded the size limit, by resource type.", []string{"resource_type"}, nil)
 	descDegraded = prometheus.NewDesc("cache_degraded_loads_total",
 		"Loads served without Redis because it failed, by resource type.", []string{"resource_type"}, nil)
+	descNegative = prometheus.NewDesc("cache_negative_hits_total",
+		"Reads answered not-found by a cached absence, by resource type.", []string{"resource_type"}, nil)
+	descStale = prometheus.NewDesc("cache_stale_served_total",
+		"Fetch hits on values past their TTL, served while a refresh runs, by resource type.", []string{"resource_type"}, nil)
+	descRefreshes = prometheus.NewDesc("cache_refreshes_total",
+		"Background refreshes (early or of stale values) this process ran, by resource type and outcome.",
+		[]string{"resource_type", "outcome"}, nil)
 	descPublished = prometheus.NewDesc("cache_invalidations_published_total",
 		"Invalidation messages published.", nil, nil)
 	descReceived = prometheus.NewDesc("cache_invalidations_received_total",
@@ -201,7 +208,7 @@ func (col *collector) detach(c *Client) {
 func (col *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descHits, descMisses, descLoads, descLoadErrors, descCoalesced, descLeases,
-		descDecodeErrors, descFillsRefused, descTooLarge, descDegraded, descPublished, descReceived, descMalformed,
+		descDecodeErrors, descFillsRefused, descTooLarge, descDegraded, descNegative, descStale, descRefreshes, descPublished, descReceived, descMalformed,
 		descFlushes, descAdmissions, descEvictions, descL1Bytes, descRedisErrors, descRedisUp,
 		descBreakerOpen, descBreakerRejections, descPending, descReplayed, descLost, descMode,
 	} {
@@ -286,6 +293,10 @@ func (c *Client) addSeries(s series) {
 		add(descFillsRefused, cs.FillsRefused, r)
 		add(descTooLarge, cs.TooLarge, r)
 		add(descDegraded, cs.DegradedLoads, r)
+		add(descNegative, cs.NegativeHits, r)
+		add(descStale, cs.StaleServed, r)
+		add(descRefreshes, cs.Refreshes-min(cs.Refreshes, cs.RefreshErrors), r, "ok")
+		add(descRefreshes, cs.RefreshErrors, r, "error")
 	}
 	add(descPublished, st.InvalidationsPublished)
 	add(descReceived, st.InvalidationsReceived)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -94,6 +95,11 @@ type Options struct {
 	// it returns with Redis marked unavailable. Default: 2 seconds.
 	StartupWait time.Duration
 
+	// TTLJitter shortens each value's TTL in Redis by a random fraction of
+	// it, up to this one, so that values written together (a warm-up) do
+	// not expire together. Default: 0.1; negative turns it off.
+	TTLJitter float64
+
 	// BreakerFailures is how many consecutive failed Redis calls open the
 	// circuit breaker in front of Redis. While it is open, calls that would
 	// go to Redis fail at once, so callers pay the loader's latency instead
@@ -147,6 +153,7 @@ const (
 	defaultHealthCheck = time.Second
 	defaultStartupWait = 2 * time.Second
 	defaultMaxPending  = 100000
+	defaultTTLJitter   = 0.1
 )
 
 // resolve returns a copy of o with defaults filled in, or an error.
@@ -174,6 +181,9 @@ func (o Options) validate() error {
 	}
 	if o.MaxPendingInvalidations < 0 {
 		return errors.New("tiered: MaxPendingInvalidations must not be negative")
+	}
+	if o.TTLJitter >= 1 || math.IsNaN(o.TTLJitter) {
+		return fmt.Errorf("tiered: TTLJitter %v: must be below 1", o.TTLJitter)
 	}
 	for i, b := range o.HistogramBuckets {
 		if b <= 0 || (i > 0 && b <= o.HistogramBuckets[i-1]) {
@@ -218,6 +228,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxPendingInvalidations == 0 {
 		o.MaxPendingInvalidations = defaultMaxPending
 	}
+	switch {
+	case o.TTLJitter == 0:
+		o.TTLJitter = defaultTTLJitter
+	case o.TTLJitter < 0:
+		o.TTLJitter = 0
+	}
 	if o.BreakerFailures == 0 {
 		o.BreakerFailures = defaultBreakerFailures
 	}
@@ -244,6 +260,7 @@ type Option struct {
 	kind  optKind
 	s     string
 	d     time.Duration
+	f     float64
 	codec codec
 }
 
@@ -258,6 +275,9 @@ const (
 	optCodec
 	optNoL1
 	optReload
+	optNegativeTTL
+	optEarlyRefresh
+	optServeStale
 )
 
 // site is where an option is given: NewCache or one of the calls.
@@ -282,7 +302,8 @@ const (
 )
 
 var optNames = [...]string{optTTL: "TTL", optL1TTL: "L1TTL", optVersion: "Version",
-	optTenant: "Tenant", optSuffix: "Suffix", optCodec: "Codec", optNoL1: "NoL1", optReload: "Reload"}
+	optTenant: "Tenant", optSuffix: "Suffix", optCodec: "Codec", optNoL1: "NoL1", optReload: "Reload",
+	optNegativeTTL: "NegativeTTL", optEarlyRefresh: "EarlyRefresh", optServeStale: "ServeStale"}
 
 // appliesTo says where each option may be given.
 var appliesTo = [...]site{
@@ -294,6 +315,10 @@ var appliesTo = [...]site{
 	optCodec:   atNewCache,
 	optNoL1:    atNewCache | atGet | atFetch | atFetchMany,
 	optReload:  atFetch | atFetchMany,
+
+	optNegativeTTL:  atNewCache,
+	optEarlyRefresh: atNewCache,
+	optServeStale:   atNewCache,
 }
 
 // TTL sets how long values live in Redis (in L1-only mode, in the
@@ -342,6 +367,34 @@ func NoL1() Option { return Option{kind: optNoL1} }
 // caching does; processes holding a copy drop it. Default: off.
 func Reload() Option { return Option{kind: optReload} }
 
+// NegativeTTL caches a loader's ErrNotFound for d, in both tiers, so that
+// a flood of requests for an id that does not exist costs one load per d
+// across processes; Get and Fetch then return ErrNotFound without loading.
+// The absence is stored in Redis as JSON null, which the Python template
+// reads as a miss, and Set and Delete replace it like any value; every
+// cache reads a null as a cached absence whether or not it sets this
+// option (so a nil V is never stored as data). NewCache only. Default:
+// absences are not cached.
+func NegativeTTL(d time.Duration) Option { return Option{kind: optNegativeTTL, d: d} }
+
+// EarlyRefresh reloads a hot value in the background before its TTL ends,
+// so that callers never wait for its load: each Fetch hit draws, as
+// XFetch does (Vattani et al., VLDB 2015), whether to refresh now, with a
+// probability that rises as the TTL runs out, faster for values that take
+// longer to load (δ, the load's duration) and for a larger beta. The
+// refresh takes the key's lease without waiting, so one process refreshes
+// the key while the others keep serving it, and it stores nothing if the
+// key was written meanwhile. NewCache only. Typical beta: 1. Default: off.
+func EarlyRefresh(beta float64) Option { return Option{kind: optEarlyRefresh, f: beta} }
+
+// ServeStale lets Fetch serve a value for up to d past its TTL while one
+// background refresh (as EarlyRefresh's) replaces it, and keep serving it
+// within that window when the loader fails (the database is down):
+// counted, and logged at most once a second. Values live in Redis for
+// their TTL plus d (what a Python reader sees too). An invalidated or
+// deleted value is never served. NewCache only. Default: off.
+func ServeStale(d time.Duration) Option { return Option{kind: optServeStale, d: d} }
+
 // codec is what Codec takes.
 type codec interface {
 	Marshal(v any) ([]byte, error)
@@ -365,6 +418,7 @@ type call struct {
 	hasVersion bool
 	noL1       bool
 	reload     bool
+	fresh      freshness // the cache's; NewCache only
 }
 
 // apply resolves opts given at o on top of co.
@@ -403,6 +457,20 @@ func (co call) apply(o site, opts []Option) (call, error) {
 			co.noL1 = true
 		case optReload:
 			co.reload = true
+		case optNegativeTTL, optServeStale:
+			if opt.d <= 0 {
+				return co, fmt.Errorf("tiered: %s(%v): must be positive", name, opt.d)
+			}
+			if opt.kind == optNegativeTTL {
+				co.fresh.negTTL = opt.d
+			} else {
+				co.fresh.staleFor = opt.d
+			}
+		case optEarlyRefresh:
+			if !(opt.f > 0) || math.IsInf(opt.f, 0) {
+				return co, fmt.Errorf("tiered: EarlyRefresh(%v): must be positive", opt.f)
+			}
+			co.fresh.beta = opt.f
 		}
 	}
 	return co, nil

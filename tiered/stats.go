@@ -46,6 +46,10 @@ type cacheCounters struct {
 	fillsRefused  counter
 	tooLarge      counter
 	degradedLoads counter
+	negativeHits  counter
+	staleServed   counter
+	refreshes     counter
+	refreshErrors counter
 }
 
 // CacheStats is a snapshot of one Cache's counters since it was made.
@@ -78,6 +82,13 @@ type CacheStats struct {
 	FillsRefused uint64
 	// DegradedLoads counts loads run without Redis because it failed.
 	DegradedLoads uint64
+	// NegativeHits counts reads answered ErrNotFound by a cached absence
+	// (NegativeTTL).
+	NegativeHits uint64
+	// StaleServed counts Fetch hits on a value past its TTL (ServeStale);
+	// Refreshes, background refreshes this process ran (EarlyRefresh,
+	// ServeStale); RefreshErrors, those whose load failed.
+	StaleServed, Refreshes, RefreshErrors uint64
 }
 
 func (c *cacheCounters) snapshot(resource string) CacheStats {
@@ -88,6 +99,8 @@ func (c *cacheCounters) snapshot(resource string) CacheStats {
 		LeasesWon: c.leasesWon.load(), LeasesWaited: c.leasesWaited.load(),
 		LeaseLost: c.leaseLost.load(), WaitExpired: c.waitExpired.load(),
 		DecodeErrors: c.decodeErrors.load(), FillsRefused: c.fillsRefused.load(), TooLarge: c.tooLarge.load(), DegradedLoads: c.degradedLoads.load(),
+		NegativeHits: c.negativeHits.load(), StaleServed: c.staleServed.load(),
+		Refreshes: c.refreshes.load(), RefreshErrors: c.refreshErrors.load(),
 	}
 }
 

@@ -44,6 +44,7 @@ func (c *Cache[V]) set(ctx context.Context, id string, v V, opts []Option) error
 		return err
 	}
 	before := c.stamp(h)
+	fresh, ttl := c.lifetimes(co.ttl)
 	if c.c.store != nil {
 		channel, msg := c.c.publishChannel(), []byte(nil)
 		if channel != "" {
@@ -52,7 +53,7 @@ func (c *Cache[V]) set(ctx context.Context, id string, v V, opts []Option) error
 			}
 		}
 		start := time.Now()
-		err = c.c.store.Set(ctx, store.Entry{Key: key, Lease: lock.Key(key), Value: data, TTL: co.ttl}, channel, msg)
+		err = c.c.store.Set(ctx, store.Entry{Key: key, Lease: lock.Key(key), Value: data, TTL: ttl}, channel, msg)
 		c.c.metrics.observe(opSet, start)
 		if err != nil {
 			// Applied or not, the write may have left stale copies around.
@@ -67,7 +68,7 @@ func (c *Cache[V]) set(ctx context.Context, id string, v V, opts []Option) error
 	// Keep the new value locally unless another write to this key's stripe
 	// came in while ours was in flight: then ours may not be the latest,
 	// and the next read goes to Redis.
-	r := &read[V]{key: key, h: h, co: co}
+	r := &read[V]{key: key, h: h, co: co, fresh: fresh}
 	c.replaceLocalMany([]uint64{h}, []local.Stamp{before}, func(_ int, after local.Stamp) {
 		c.keep(r, v, data, false, after)
 	})
@@ -157,7 +158,8 @@ func (c *Cache[V]) Warm(ctx context.Context, values map[string]V, opts ...Option
 		if err != nil {
 			return err
 		}
-		items = append(items, warmItem[V]{key: key, h: c.c.hash(kb), v: v, data: data})
+		fresh, ttl := c.lifetimes(co.ttl)
+		items = append(items, warmItem[V]{key: key, h: c.c.hash(kb), v: v, data: data, fresh: fresh, ttl: ttl})
 	}
 	// Batches of at most warmBatch values and warmBatchBytes bytes, so each
 	// round trip fits comfortably in one OpTimeout.
@@ -176,10 +178,12 @@ func (c *Cache[V]) Warm(ctx context.Context, values map[string]V, opts ...Option
 }
 
 type warmItem[V any] struct {
-	key  string
-	h    uint64
-	v    V
-	data []byte
+	key   string
+	h     uint64
+	v     V
+	data  []byte
+	fresh int64
+	ttl   time.Duration
 }
 
 func (c *Cache[V]) warmBatch(ctx context.Context, batch []warmItem[V], co call) error {
@@ -191,7 +195,7 @@ func (c *Cache[V]) warmBatch(ctx context.Context, batch []warmItem[V], co call) 
 		entries := make([]store.Entry, len(batch))
 		keyList := make([]string, len(batch))
 		for i, it := range batch {
-			entries[i] = store.Entry{Key: it.key, Lease: lock.Key(it.key), Value: it.data, TTL: co.ttl}
+			entries[i] = store.Entry{Key: it.key, Lease: lock.Key(it.key), Value: it.data, TTL: it.ttl}
 			keyList[i] = it.key
 		}
 		channel, msgs := c.c.publishChannel(), [][]byte(nil)
@@ -220,7 +224,7 @@ func (c *Cache[V]) warmBatch(ctx context.Context, batch []warmItem[V], co call) 
 		hs[i] = it.h
 	}
 	c.replaceLocalMany(hs, before, func(i int, after local.Stamp) {
-		c.keep(&read[V]{key: batch[i].key, h: batch[i].h, co: co}, batch[i].v, batch[i].data, false, after)
+		c.keep(&read[V]{key: batch[i].key, h: batch[i].h, co: co, fresh: batch[i].fresh}, batch[i].v, batch[i].data, false, after)
 	})
 	return nil
 }

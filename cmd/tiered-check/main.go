@@ -46,6 +46,8 @@ func main() {
 	flag.BoolVar(&o.faults, "faults", false, "inject faults: restart the cache Redis, CLIENT KILL TYPE pubsub, CLIENT PAUSE WRITE, slow loaders")
 	flag.DurationVar(&o.ttl, "ttl", 200*time.Millisecond, "the Client's TTL (and the foreign writer's SETEX TTL)")
 	flag.DurationVar(&o.l1ttl, "l1ttl", 100*time.Millisecond, "the Client's L1TTL")
+	flag.Float64Var(&o.early, "early-refresh", 0, "EarlyRefresh's beta for the workers' cache (0: off)")
+	flag.DurationVar(&o.stale, "serve-stale", 0, "ServeStale's window for the workers' cache (0: off)")
 	flag.DurationVar(&o.loaderMax, "loader-max", 100*time.Millisecond, "the loader sleeps a random 0..loader-max after reading the truth")
 	flag.DurationVar(&o.slowMax, "slow-max", 0, "the loader's limit during a slow-loaders fault (default 10 x loader-max)")
 	flag.DurationVar(&o.writeEvery, "write-every", 50*time.Millisecond, "mean pause between two writes of one writer (uniform 0..2x)")

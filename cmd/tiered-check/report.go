@@ -44,8 +44,8 @@ func (r *reporter) header() {
 	}
 	r.printf("tiered-check: %d worker processes x %d readers, %d keys (%d delete, %d set, %d foreign-setex, %d foreign-del), %v, faults %s\n",
 		o.procs, o.readers, o.keys, l.NDelete, l.NSet, l.NFSetex, l.NFDelete, o.duration, faults)
-	r.printf("  TTL %v, L1TTL %v, loader 0-%v (slow 0-%v), a write every ~%v per writer, settle %v, seed %d\n",
-		o.ttl, o.l1ttl, o.loaderMax, o.slowMax, o.writeEvery, o.settle, o.seed)
+	r.printf("  TTL %v, L1TTL %v, early refresh %v, serve stale %v, loader 0-%v (slow 0-%v), a write every ~%v per writer, settle %v, seed %d\n",
+		o.ttl, o.l1ttl, o.early, o.stale, o.loaderMax, o.slowMax, o.writeEvery, o.settle, o.seed)
 	where := "started here"
 	if res.external {
 		where = "given with -redis"
@@ -67,7 +67,7 @@ func (r *reporter) totals() {
 		case opMany:
 			name = "many (keys of FetchMany)"
 		case opRefresh:
-			name = "refresh (Fetch with Refresh)"
+			name = "refresh (Fetch with Reload)"
 		}
 		var errs []string
 		for key, n := range a.errsByKind {
@@ -160,16 +160,16 @@ func (r *reporter) checks() {
 	groups := r.byWrite(a.c1, true)
 	r.line("  after a Set", groups["set"], true, r.describe)
 	r.line("  after a Delete", groups["delete"], true, r.describe)
-	r.line("  after a Refresh (Fetch with Refresh returned v)", groups["refresh"], true, r.describe)
-	r.line("  after a Refresh during a fault (its write may have failed unseen)", groups["refresh-fault"], false, r.describe)
-	r.line("  foreign-DEL keys (after a Refresh; classic cache-aside race)", groups["fd"], false, r.describe)
+	r.line("  after a Reload (Fetch with Reload returned v)", groups["refresh"], true, r.describe)
+	r.line("  after a Reload during a fault (its write may have failed unseen)", groups["refresh-fault"], false, r.describe)
+	r.line("  foreign-DEL keys (after a Reload; classic cache-aside race)", groups["fd"], false, r.describe)
 
 	r.printf("2 reads that started after this process applied an invalidation of the key (or a\n  flush) that was applied after a write returned anywhere, and returned an older version\n")
 	groups = r.byWrite(a.c2, true)
 	r.line("  write was a Set", groups["set"], true, r.describe)
 	r.line("  write was a Delete", groups["delete"], true, r.describe)
-	r.line("  write was a Refresh", groups["refresh"], true, r.describe)
-	r.line("  write was a Refresh during a fault (its write may have failed unseen)", groups["refresh-fault"], false, r.describe)
+	r.line("  write was a Reload", groups["refresh"], true, r.describe)
+	r.line("  write was a Reload during a fault (its write may have failed unseen)", groups["refresh-fault"], false, r.describe)
 	r.line("  write was a foreign SETEX", groups[opSetex], true, r.describe)
 	r.line("  foreign-DEL keys (classic cache-aside race: DEL cannot fence a load)", groups["fd"], false, r.describe)
 

@@ -32,6 +32,8 @@ type workerConfig struct {
 	Prefix     string
 	TTL        time.Duration
 	L1TTL      time.Duration
+	Early      float64       // EarlyRefresh's beta; 0: off
+	Stale      time.Duration // ServeStale's window; 0: off
 	LoaderMax  time.Duration
 	SlowMax    time.Duration
 	Slow       []window // slow-loader windows, relative to the start
@@ -142,7 +144,14 @@ func workerMain(cfg workerConfig) error {
 		return err
 	}
 	defer w.client.Close()
-	if w.cache, err = tiered.NewCache[Item](w.client, resource); err != nil {
+	var copts []tiered.Option
+	if cfg.Early > 0 {
+		copts = append(copts, tiered.EarlyRefresh(cfg.Early))
+	}
+	if cfg.Stale > 0 {
+		copts = append(copts, tiered.ServeStale(cfg.Stale))
+	}
+	if w.cache, err = tiered.NewCache[Item](w.client, resource, copts...); err != nil {
 		return err
 	}
 

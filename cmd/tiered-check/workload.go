@@ -19,7 +19,7 @@ func opContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), opTimeout)
 }
 
-// reader reads random keys: Fetch, Get, FetchMany and Fetch with Refresh.
+// reader reads random keys: Fetch, Get, FetchMany and Fetch with Reload.
 func (w *worker) reader(ctx context.Context, rng *rand.Rand) []Op {
 	var ops []Op
 	for ctx.Err() == nil {

@@ -206,6 +206,46 @@ redis.call('SET', KEYS[1], ARGV[1] .. '|' .. fp, 'PX', ARGV[2])
 return fp
 `)
 
+// Claim takes the lease on valueKey for a refresh of the value it holds,
+// if nobody holds the lease: it returns ErrHeld otherwise, so that one
+// process refreshes a key while the others keep serving the current value.
+// Like Take's, the lease remembers a fingerprint of the value, and a
+// replacing fill stores nothing if another writer changed it meanwhile.
+func (l *Leaser) Claim(ctx context.Context, valueKey string) (*Lease, error) {
+	token, err := randomToken()
+	if err != nil {
+		return nil, err
+	}
+	le := &Lease{l: l, key: Key(valueKey), valueKey: valueKey}
+	held := false
+	err = l.call(ctx, func(ctx context.Context) error {
+		fp, err := claimScript.Run(ctx, l.rdb, []string{le.key, valueKey}, token, l.cfg.TTL.Milliseconds()).Text()
+		if errors.Is(err, redis.Nil) {
+			held = true
+			return nil // Redis answered; the lease is just taken
+		}
+		le.token = token + "|" + fp
+		return err
+	})
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("lock: claim lease on %s: %w", valueKey, err)
+	case held:
+		return nil, ErrHeld
+	}
+	return le, nil
+}
+
+// claimScript is takeScript when the lease (KEYS[1]) is free; it replies
+// nil when it is held.
+var claimScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[2])
+local fp = ''
+if v then fp = redis.sha1hex(v) end
+if redis.call('SET', KEYS[1], ARGV[1] .. '|' .. fp, 'NX', 'PX', ARGV[2]) then return fp end
+return false
+`)
+
 // AcquireMany tries once to take the leases on valueKeys in one pipelined
 // round trip. The result is parallel to valueKeys, with nil where another
 // caller holds the lock. The leases are plain keys holding a random

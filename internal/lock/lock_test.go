@@ -274,6 +274,41 @@ func TestTakeRevokesAnOlderLease(t *testing.T) {
 	}
 }
 
+func TestClaimIsExclusiveAndFenced(t *testing.T) {
+	l, rdb, key := setup(t)
+	ctx := context.Background()
+	rdb.Set(ctx, key, "old", time.Minute)
+	le, err := l.Claim(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Claim(ctx, key); !errors.Is(err, lock.ErrHeld) {
+		t.Fatalf("second Claim = %v; want ErrHeld", err)
+	}
+	if _, err := l.Acquire(ctx, key); !errors.Is(err, lock.ErrHeld) {
+		t.Fatalf("Acquire under a claim = %v; want ErrHeld", err)
+	}
+	if err := le.Fill(ctx, []byte("new"), time.Minute, true, "", nil); err != nil {
+		t.Fatalf("refresh fill = %v", err)
+	}
+	if v := rdb.Get(ctx, key).Val(); v != "new" {
+		t.Fatalf("value = %q", v)
+	}
+
+	// Another writer, one that takes no lease, changes the value during
+	// the refresh: the refresh stores nothing.
+	if le, err = l.Claim(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	rdb.Set(ctx, key, "python", time.Minute)
+	if err := le.Fill(ctx, []byte("refreshed"), time.Minute, true, "", nil); !errors.Is(err, lock.ErrExists) {
+		t.Fatalf("fill over another writer = %v; want ErrExists", err)
+	}
+	if v := rdb.Get(ctx, key).Val(); v != "python" {
+		t.Fatalf("value = %q", v)
+	}
+}
+
 // TestFillAfterScriptFlush: Redis forgot the script (a restart, a
 // failover); the fill still runs.
 func TestFillAfterScriptFlush(t *testing.T) {
