@@ -8,14 +8,6 @@ import (
 	ilocal "github.com/tieredcache/tieredcache/internal/local"
 )
 
-// Config configures a Cache.
-type Config struct {
-	// MaxBytes is the memory budget in bytes, ristretto's own structures
-	// included; each entry costs its key, the cost given to Install and a
-	// fixed overhead of about 180 bytes. Required.
-	MaxBytes int64
-}
-
 // Cache is an in-process cache of values of type V. It is safe for
 // concurrent use.
 type Cache[V any] struct {
@@ -23,10 +15,12 @@ type Cache[V any] struct {
 	seed maphash.Seed
 }
 
-// New returns an empty Cache.
-func New[V any](cfg Config) (*Cache[V], error) {
+// New returns an empty Cache whose memory budget is maxBytes, ristretto's
+// own structures included; each entry costs its key, the cost given to
+// Install and a fixed overhead of about 180 bytes.
+func New[V any](maxBytes int64) (*Cache[V], error) {
 	seed := maphash.MakeSeed()
-	c, err := ilocal.New[V](ilocal.Config{MaxBytes: cfg.MaxBytes, Seed: seed})
+	c, err := ilocal.New[V](ilocal.Config{MaxBytes: maxBytes, Seed: seed})
 	if err != nil {
 		return nil, err
 	}

@@ -24,7 +24,7 @@ func visible(t *testing.T, c *local.Cache[string], key string) string {
 }
 
 func TestInstallsAreFenced(t *testing.T) {
-	c, err := local.New[string](local.Config{MaxBytes: 1 << 20})
+	c, err := local.New[string](1 << 20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestInstallsAreFenced(t *testing.T) {
 }
 
 func TestNewNeedsABudget(t *testing.T) {
-	if _, err := local.New[string](local.Config{}); err == nil {
+	if _, err := local.New[string](0); err == nil {
 		t.Fatal("zero MaxBytes accepted")
 	}
 }
@@ -72,7 +72,7 @@ func TestNewNeedsABudget(t *testing.T) {
 // are refused afterwards, and nothing panics.
 func TestCloseUnderLoad(t *testing.T) {
 	for range 20 {
-		c, err := local.New[string](local.Config{MaxBytes: 1 << 20})
+		c, err := local.New[string](1 << 20)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,7 +2,6 @@ package lock
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -23,25 +22,14 @@ var (
 	ErrExists = ilock.ErrExists
 )
 
-// Config configures a Leaser.
-type Config struct {
-	// TTL is how long a lease lasts unless filled or released: longer than
-	// a load takes. Required.
-	TTL time.Duration
-	// Timeout bounds each Redis call. Default: only the caller's context.
-	Timeout time.Duration
-}
-
 // Leaser obtains leases. It is safe for concurrent use.
 type Leaser struct{ l *ilock.Leaser }
 
-// New returns a Leaser over rdb: a *redis.Client, *redis.ClusterClient or
-// failover client.
-func New(rdb redis.UniversalClient, cfg Config) (*Leaser, error) {
-	if cfg.Timeout < 0 {
-		return nil, errors.New("lock: Timeout must not be negative")
-	}
-	l, err := ilock.New(rdb, ilock.Config{TTL: cfg.TTL, Timeout: cfg.Timeout})
+// New returns a Leaser over rdb (a *redis.Client, *redis.ClusterClient or
+// failover client) whose leases last ttl unless filled or released: longer
+// than a load takes. The callers' contexts bound each call.
+func New(rdb redis.UniversalClient, ttl time.Duration) (*Leaser, error) {
+	l, err := ilock.New(rdb, ilock.Config{TTL: ttl})
 	if err != nil {
 		return nil, err
 	}

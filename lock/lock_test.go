@@ -17,7 +17,7 @@ func TestLeases(t *testing.T) {
 	rdb := redistest.Shared(t).Client(t)
 	p := redistest.Prefix(t)
 	ctx := context.Background()
-	l, err := lock.New(rdb, lock.Config{TTL: time.Minute})
+	l, err := lock.New(rdb, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,11 +80,8 @@ func TestLeases(t *testing.T) {
 	}
 }
 
-func TestConfigIsValidated(t *testing.T) {
-	if _, err := lock.New(nil, lock.Config{}); err == nil {
+func TestTTLIsValidated(t *testing.T) {
+	if _, err := lock.New(nil, 0); err == nil {
 		t.Error("zero TTL accepted")
-	}
-	if _, err := lock.New(nil, lock.Config{TTL: time.Second, Timeout: -1}); err == nil {
-		t.Error("negative Timeout accepted")
 	}
 }
