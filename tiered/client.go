@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/sony/gobreaker/v2"
 
 	"github.com/tieredcache/tieredcache/internal/bus"
 	"github.com/tieredcache/tieredcache/internal/guard"
@@ -38,8 +37,8 @@ type Client struct {
 	bus    *bus.Bus
 	wake   waiters
 
-	breaker    *gobreaker.TwoStepCircuitBreaker[struct{}] // nil when disabled
-	seed       maphash.Seed                               // of every key hash
+	breaker    *breaker     // nil when disabled
+	seed       maphash.Seed // of every key hash
 	pending    pendingInvalidations
 	replayKick chan struct{} // a write failed: replay, at the backoff's pace
 	replayNow  chan struct{} // Redis is back: replay at once
@@ -49,6 +48,10 @@ type Client struct {
 	// in-process tier then keeps values only DegradedTTL.
 	degraded atomic.Bool
 	lastDown atomic.Pointer[error]
+	// downSeen is closed when the bus first reports a failure, so that New
+	// need not wait out StartupWait for a Redis that refuses connections.
+	downSeen chan struct{}
+	downOnce sync.Once
 
 	// tracking is set while Redis reports modified keys itself (see
 	// bus.Bus): writes then publish nothing.
@@ -83,7 +86,7 @@ func New(opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{opts: o, keys: o.Keys, seed: maphash.MakeSeed()}
+	c := &Client{opts: o, keys: o.Keys, seed: maphash.MakeSeed(), downSeen: make(chan struct{})}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	// With the in-process tier disabled, a minimal one still keeps the
 	// generations that key flights and fence installs; it never holds values.
@@ -118,6 +121,8 @@ func New(opts Options) (*Client, error) {
 	defer t.Stop()
 	select {
 	case <-c.bus.Ready():
+	case <-c.downSeen:
+		o.Logger.Warn("Failed to connect to Redis: " + (*c.lastDown.Load()).Error() + ". Caching disabled.")
 	case <-t.C:
 		reason := "no answer within " + o.StartupWait.String()
 		if p := c.lastDown.Load(); p != nil {
@@ -207,12 +212,8 @@ func (c *Client) redisUp() bool {
 	return c.bus != nil && !c.degraded.Load() && !c.breakerIsOpen()
 }
 
-// breakerIsOpen reports whether the breaker refuses calls. Asking moves an
-// open breaker whose cooldown has passed to half-open, which lets the next
-// call test Redis.
-func (c *Client) breakerIsOpen() bool {
-	return c.breaker != nil && c.breaker.State() == gobreaker.StateOpen
-}
+// breakerIsOpen reports whether the breaker refuses calls.
+func (c *Client) breakerIsOpen() bool { return c.breaker.isOpen() }
 
 // Close stops the subscription and cancels loads under way, waits for
 // them, and releases the in-process tier. Calls afterwards return

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tieredcache/tieredcache/internal/faultproxy"
 	"github.com/tieredcache/tieredcache/internal/redistest"
 	"github.com/tieredcache/tieredcache/keys"
 	"github.com/tieredcache/tieredcache/tiered"
@@ -146,4 +148,84 @@ func TestRedisLostMidway(t *testing.T) {
 	if err != nil || u.Email != "db" {
 		t.Fatalf("Fetch with Redis gone = %+v, %v; want the loader's value", u, err)
 	}
+}
+
+// TestRedisDownCostsOneCall: with Redis refusing connections, or accepting
+// them and never answering, only the first call after the failure waits
+// for Redis; every later one goes straight to its loader, and finding out
+// that Redis is back is the breaker's probe's job. The timings are logged
+// (go test -v -run TestRedisDownCostsOneCall ./tiered), not asserted.
+func TestRedisDownCostsOneCall(t *testing.T) {
+	const loaderTime, calls = 50 * time.Millisecond, 30
+	for _, mode := range []string{"refused", "hung"} {
+		t.Run(mode, func(t *testing.T) {
+			ro := &redis.Options{ContextTimeoutEnabled: true}
+			switch mode {
+			case "refused":
+				ro.Addr = closedPort(t)
+			case "hung":
+				p, err := faultproxy.Start(redistest.Shared(t).Addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(p.Close)
+				p.SetMode(faultproxy.Hang)
+				ro.Addr = p.Addr()
+			}
+			rdb := redis.NewClient(ro)
+			t.Cleanup(func() { _ = rdb.Close() })
+			kb, _ := keys.New(redistest.Prefix(t))
+			start := time.Now()
+			c, err := tiered.New(tiered.Options{Redis: rdb, Keys: kb, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			newTook := time.Since(start)
+			users, _ := tiered.NewCache[User](c, "user")
+			load := func(ctx context.Context, id string) (User, error) {
+				time.Sleep(loaderTime) // the database
+				return User{ID: id}, nil
+			}
+			ctx := context.Background()
+			var slow int
+			var worst time.Duration
+			for i := range calls {
+				begin := time.Now()
+				if _, err := users.Fetch(ctx, fmt.Sprint(i), load); err != nil {
+					t.Fatalf("Fetch %d: %v", i, err)
+				}
+				took := time.Since(begin)
+				worst = max(worst, took)
+				if took > loaderTime+20*time.Millisecond {
+					slow++
+				}
+			}
+			st := c.Stats()
+			start = time.Now()
+			if err := c.Close(); err != nil {
+				t.Logf("Close: %v", err)
+			}
+			t.Logf("%s: New %v; %d of %d cold Fetch calls took over loader+20ms (worst %v); Close %v; Redis calls failed %d, refused by the breaker %d",
+				mode, newTook.Round(time.Millisecond), slow, calls, worst.Round(time.Millisecond),
+				time.Since(start).Round(time.Millisecond), st.RedisErrors, st.BreakerRejections)
+			if st.RedisErrors > 1 {
+				t.Errorf("%d calls waited for Redis after it was first seen failing, want at most 1", st.RedisErrors)
+			}
+			if !st.BreakerOpen || st.BreakerRejections < calls-1 {
+				t.Errorf("breaker open %v, %d refusals", st.BreakerOpen, st.BreakerRejections)
+			}
+		})
+	}
+}
+
+// closedPort returns a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
 }

@@ -161,11 +161,13 @@ func TestPartitionedDeleteIsReplayed(t *testing.T) {
 		if _, err := b.users.Get(ctx, "1"); !errors.Is(err, tiered.ErrNotFound) {
 			return fmt.Errorf("the Delete never reached the other instance: %v; %+v", err, a.Stats())
 		}
+		// The Delete may have reached Redis before the connection was cut:
+		// its replay is still owed, once the breaker's probe finds Redis.
+		if st := a.Stats(); st.ReplayedInvalidations != 1 || st.PendingInvalidations != 0 {
+			return fmt.Errorf("replay stats: %+v", st)
+		}
 		return nil
 	})
-	if st := a.Stats(); st.ReplayedInvalidations != 1 || st.PendingInvalidations != 0 {
-		t.Fatalf("replay stats: %+v", st)
-	}
 }
 
 // TestRedisRestartUnderTraffic stops and restarts Redis while callers keep

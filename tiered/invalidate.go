@@ -40,6 +40,7 @@ func (h busHandler) Up(gap bool) {
 func (h busHandler) Down(err error) {
 	c := h.c
 	c.lastDown.Store(&err)
+	c.downOnce.Do(func() { close(c.downSeen) })
 	if c.degraded.Swap(true) {
 		return // already down (or never up): nothing cached since the flush
 	}

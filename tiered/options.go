@@ -100,14 +100,16 @@ type Options struct {
 	// not expire together. Default: 0.1; negative turns it off.
 	TTLJitter float64
 
-	// BreakerFailures is how many consecutive failed Redis calls open the
-	// circuit breaker in front of Redis. While it is open, calls that would
-	// go to Redis fail at once, so callers pay the loader's latency instead
-	// of Redis's timeouts. Default: 5.
+	// BreakerFailures is how many consecutive Redis calls must fail for
+	// want of Redis (a refused or dropped connection, a timeout, LOADING and
+	// the like) to open the circuit breaker in front of Redis. While it is
+	// open, calls that would go to Redis fail at once, so callers pay their
+	// loader's latency, never Redis's timeouts. Default: 1.
 	BreakerFailures uint32
 
-	// BreakerCooldown is how long the breaker stays open before it lets one
-	// call through to test Redis. Default: 1 second.
+	// BreakerCooldown is how often, while the breaker is open, a background
+	// probe pings Redis; its first answer closes the breaker. Callers never
+	// test Redis themselves. Default: 500 milliseconds.
 	BreakerCooldown time.Duration
 
 	// BreakerDisabled turns the breaker off: every call goes to Redis.
