@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/tieredcache/tieredcache/internal/envelope"
 	"github.com/tieredcache/tieredcache/internal/local"
 	"github.com/tieredcache/tieredcache/keys"
 )
@@ -32,7 +33,8 @@ type Cache[V any] struct {
 	group              singleflight.Group
 	counters           cacheCounters
 	fresh              freshness
-	loadNanos          atomic.Int64 // running estimate of a load's duration
+	env                *envelope.Envelope // compression and encryption
+	loadNanos          atomic.Int64       // running estimate of a load's duration
 	decodeLog, fillLog rateLimit
 	refreshLog         rateLimit
 }
@@ -66,7 +68,12 @@ func NewCache[V any](c *Client, resource string, opts ...Option) (*Cache[V], err
 		}
 		base.version, base.hasVersion = "", false
 	}
-	cache := &Cache[V]{c: c, resource: resource, keys: rk, base: base, fresh: base.fresh,
+	env, err := envelope.New(base.envelope)
+	if err != nil {
+		return nil, fmt.Errorf("tiered: NewCache(%s): %w", resource, err)
+	}
+	base.envelope = envelope.Config{}
+	cache := &Cache[V]{c: c, resource: resource, keys: rk, base: base, fresh: base.fresh, env: env,
 		noL1: base.noL1 || c.l1off, copy: copyModeOf(reflect.TypeFor[V]())}
 	base.noL1 = false // kept in cache.noL1
 	cache.base = base
@@ -186,11 +193,25 @@ func (c *Cache[V]) encode(key string, v V) (data []byte, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("tiered: encode %s: %w", key, err)
 	}
-	if len(data) > c.c.opts.MaxValueBytes {
-		c.counters.tooLarge.inc()
-		return nil, fmt.Errorf("tiered: %s: %w: %d bytes encoded, limit %d", key, ErrTooLarge, len(data), c.c.opts.MaxValueBytes)
-	}
 	return data, nil
+}
+
+// seal returns what a value encoded as plain is stored as in Redis:
+// compressed and encrypted as the cache says, within MaxValueBytes.
+func (c *Cache[V]) seal(key string, plain []byte) ([]byte, error) {
+	stored, err := c.env.Seal(nil, key, plain)
+	if err != nil {
+		if errors.Is(err, envelope.ErrTooLarge) {
+			c.counters.tooLarge.inc()
+			err = fmt.Errorf("%w: %w", ErrTooLarge, err)
+		}
+		return nil, fmt.Errorf("tiered: %s: %w", key, err)
+	}
+	if len(stored) > c.c.opts.MaxValueBytes {
+		c.counters.tooLarge.inc()
+		return nil, fmt.Errorf("tiered: %s: %w: %d bytes stored, limit %d", key, ErrTooLarge, len(stored), c.c.opts.MaxValueBytes)
+	}
+	return stored, nil
 }
 
 // unmarshal decodes data into v; a panicking codec is an error.
@@ -212,7 +233,10 @@ func (c *Cache[V]) decode(key string, data []byte) (V, found) {
 	if string(data) == null {
 		return v, foundAbsent
 	}
-	err := c.unmarshal(data, &v)
+	plain, err := c.env.Open(nil, key, data)
+	if err == nil {
+		err = c.unmarshal(plain, &v)
+	}
 	if err == nil {
 		return v, foundValue
 	}

@@ -354,10 +354,17 @@ func (c *Cache[V]) fill(ctx context.Context, r *read[V], lease *lock.Lease, v V,
 	before := c.stamp(r.h)
 	channel, msg := c.c.fillNotice(r.key, r.co.reload)
 	var ttl time.Duration
+	stored := []byte(null) // an absence is never sealed: readers see null
 	if absent {
-		data, ttl = []byte(null), c.c.jitter(c.fresh.negTTL)
+		ttl = c.c.jitter(c.fresh.negTTL)
 	} else {
 		r.fresh, ttl = c.lifetimes(r.co.ttl)
+		var err error
+		if stored, err = c.seal(r.key, data); err != nil {
+			c.release(ctx, lease)
+			c.c.opts.Logger.Warn("tiered: loaded value not cached", "key", r.key, "error", err)
+			return
+		}
 	}
 	keep := func(s local.Stamp) {
 		if absent {
@@ -367,7 +374,7 @@ func (c *Cache[V]) fill(ctx context.Context, r *read[V], lease *lock.Lease, v V,
 		}
 	}
 	start := time.Now()
-	err := lease.Fill(ctx, data, ttl, r.co.reload, channel, msg)
+	err := lease.Fill(ctx, stored, ttl, r.co.reload, channel, msg)
 	c.c.metrics.observe(opSet, start)
 	switch {
 	case errors.Is(err, lock.ErrLost):

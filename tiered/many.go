@@ -173,9 +173,11 @@ func (c *Cache[V]) loadManyLeased(ctx context.Context, pending []manyItem, load 
 		// An id loadMissing did not return is absent: with NegativeTTL,
 		// that is cached too.
 		absent := !ok && c.fresh.negTTL > 0
-		data, encErr := []byte(null), error(nil)
+		data, stored, encErr := []byte(nil), []byte(null), error(nil)
 		if ok {
-			data, encErr = c.encode(it.key, v)
+			if data, encErr = c.encode(it.key, v); encErr == nil {
+				stored, encErr = c.seal(it.key, data)
+			}
 		}
 		if (!ok && !absent) || encErr != nil || c.stamp(it.h) != loading[i] {
 			if (ok || absent) && encErr == nil {
@@ -188,7 +190,8 @@ func (c *Cache[V]) loadManyLeased(ctx context.Context, pending []manyItem, load 
 		if ok {
 			fresh, ttl = c.lifetimes(co.ttl)
 		}
-		b.fills = append(b.fills, lock.Fill{Lease: leases[i], Value: data, TTL: ttl})
+		b.fills = append(b.fills, lock.Fill{Lease: leases[i], Value: stored, TTL: ttl})
+		b.plain = append(b.plain, data)
 		b.items = append(b.items, i)
 		b.fresh = append(b.fresh, fresh)
 		b.absent = append(b.absent, absent)
@@ -206,6 +209,7 @@ type manyFills struct {
 	pending []manyItem
 	fills   []lock.Fill
 	items   []int
+	plain   [][]byte // the encoded values, before sealing
 	fresh   []int64
 	absent  []bool
 }
@@ -220,7 +224,7 @@ func (c *Cache[V]) keepFilled(b manyFills, j int, out map[string]V, co call, s l
 		c.keepAbsent(r, b.fills[j].TTL, false, s)
 		return
 	}
-	c.keep(r, out[it.id], b.fills[j].Value, false, s)
+	c.keep(r, out[it.id], b.plain[j], false, s)
 }
 
 // fillMany stores b's values under their leases and keeps in-process the

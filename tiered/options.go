@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tieredcache/tieredcache/internal/envelope"
 	"github.com/tieredcache/tieredcache/keys"
 )
 
@@ -263,6 +264,8 @@ type Option struct {
 	s     string
 	d     time.Duration
 	f     float64
+	n     int
+	keys  map[string][]byte
 	codec codec
 }
 
@@ -280,6 +283,8 @@ const (
 	optNegativeTTL
 	optEarlyRefresh
 	optServeStale
+	optCompress
+	optEncrypt
 )
 
 // site is where an option is given: NewCache or one of the calls.
@@ -305,7 +310,8 @@ const (
 
 var optNames = [...]string{optTTL: "TTL", optL1TTL: "L1TTL", optVersion: "Version",
 	optTenant: "Tenant", optSuffix: "Suffix", optCodec: "Codec", optNoL1: "NoL1", optReload: "Reload",
-	optNegativeTTL: "NegativeTTL", optEarlyRefresh: "EarlyRefresh", optServeStale: "ServeStale"}
+	optNegativeTTL: "NegativeTTL", optEarlyRefresh: "EarlyRefresh", optServeStale: "ServeStale",
+	optCompress: "Compress", optEncrypt: "Encrypt"}
 
 // appliesTo says where each option may be given.
 var appliesTo = [...]site{
@@ -321,6 +327,8 @@ var appliesTo = [...]site{
 	optNegativeTTL:  atNewCache,
 	optEarlyRefresh: atNewCache,
 	optServeStale:   atNewCache,
+	optCompress:     atNewCache,
+	optEncrypt:      atNewCache,
 }
 
 // TTL sets how long values live in Redis (in L1-only mode, in the
@@ -397,6 +405,30 @@ func EarlyRefresh(beta float64) Option { return Option{kind: optEarlyRefresh, f:
 // deleted value is never served. NewCache only. Default: off.
 func ServeStale(d time.Duration) Option { return Option{kind: optServeStale, d: d} }
 
+// Compress stores values whose encoding is at least minBytes long (zero:
+// 1 KiB) compressed with algorithm, "s2" (faster) or "zstd" (smaller), in
+// an envelope that starts with a byte no JSON or UTF-8 text can start
+// with, so other readers (the Python template) see a value they cannot
+// read, never wrong data. Every cache reads compressed values whatever its
+// options; MaxValueBytes applies to the stored size. NewCache only.
+// Default: plain JSON.
+func Compress(algorithm string, minBytes int) Option {
+	return Option{kind: optCompress, s: algorithm, n: minBytes}
+}
+
+// Encrypt seals values with AES-256-GCM under keys[keyID], for resources
+// that must not sit in Redis in clear. keys holds 32-byte keys by id: a
+// value names the key that sealed it, so for rotation add a new key, make
+// it keyID, and keep the old one until its values have expired. Each
+// value's full Redis key is bound to its ciphertext, which therefore
+// cannot be replayed under another key or tenant. A value that does not
+// open (an unknown key, a wrong one, tampering) is a miss, counted in
+// cache_decode_errors_total and left in Redis. Compression, if on, comes
+// first. NewCache only. Default: off.
+func Encrypt(keyID string, keys map[string][]byte) Option {
+	return Option{kind: optEncrypt, s: keyID, keys: keys}
+}
+
 // codec is what Codec takes.
 type codec interface {
 	Marshal(v any) ([]byte, error)
@@ -420,7 +452,8 @@ type call struct {
 	hasVersion bool
 	noL1       bool
 	reload     bool
-	fresh      freshness // the cache's; NewCache only
+	fresh      freshness       // the cache's; NewCache only
+	envelope   envelope.Config // the cache's; NewCache only
 }
 
 // apply resolves opts given at o on top of co.
@@ -468,6 +501,16 @@ func (co call) apply(o site, opts []Option) (call, error) {
 			} else {
 				co.fresh.staleFor = opt.d
 			}
+		case optCompress:
+			if opt.s == "" {
+				return co, errors.New(`tiered: Compress(""): name "s2" or "zstd"`)
+			}
+			co.envelope.Compression, co.envelope.MinSize = opt.s, opt.n
+		case optEncrypt:
+			if opt.s == "" || len(opt.keys) == 0 {
+				return co, errors.New("tiered: Encrypt: a key id and its key are required")
+			}
+			co.envelope.KeyID, co.envelope.Keys = opt.s, opt.keys
 		case optEarlyRefresh:
 			if !(opt.f > 0) || math.IsInf(opt.f, 0) {
 				return co, fmt.Errorf("tiered: EarlyRefresh(%v): must be positive", opt.f)

@@ -43,6 +43,10 @@ func (c *Cache[V]) set(ctx context.Context, id string, v V, opts []Option) error
 	if err != nil {
 		return err
 	}
+	stored, err := c.seal(key, data)
+	if err != nil {
+		return err
+	}
 	before := c.stamp(h)
 	fresh, ttl := c.lifetimes(co.ttl)
 	if c.c.store != nil {
@@ -53,7 +57,7 @@ func (c *Cache[V]) set(ctx context.Context, id string, v V, opts []Option) error
 			}
 		}
 		start := time.Now()
-		err = c.c.store.Set(ctx, store.Entry{Key: key, Lease: lock.Key(key), Value: data, TTL: ttl}, channel, msg)
+		err = c.c.store.Set(ctx, store.Entry{Key: key, Lease: lock.Key(key), Value: stored, TTL: ttl}, channel, msg)
 		c.c.metrics.observe(opSet, start)
 		if err != nil {
 			// Applied or not, the write may have left stale copies around.
@@ -158,15 +162,19 @@ func (c *Cache[V]) Warm(ctx context.Context, values map[string]V, opts ...Option
 		if err != nil {
 			return err
 		}
+		stored, err := c.seal(key, data)
+		if err != nil {
+			return err
+		}
 		fresh, ttl := c.lifetimes(co.ttl)
-		items = append(items, warmItem[V]{key: key, h: c.c.hash(kb), v: v, data: data, fresh: fresh, ttl: ttl})
+		items = append(items, warmItem[V]{key: key, h: c.c.hash(kb), v: v, data: data, stored: stored, fresh: fresh, ttl: ttl})
 	}
 	// Batches of at most warmBatch values and warmBatchBytes bytes, so each
 	// round trip fits comfortably in one OpTimeout.
 	for start := 0; start < len(items); {
 		end, size := start, 0
-		for end < len(items) && end-start < warmBatch && (end == start || size+len(items[end].data) <= warmBatchBytes) {
-			size += len(items[end].data)
+		for end < len(items) && end-start < warmBatch && (end == start || size+len(items[end].stored) <= warmBatchBytes) {
+			size += len(items[end].stored)
 			end++
 		}
 		if err := c.warmBatch(ctx, items[start:end], co); err != nil {
@@ -178,12 +186,13 @@ func (c *Cache[V]) Warm(ctx context.Context, values map[string]V, opts ...Option
 }
 
 type warmItem[V any] struct {
-	key   string
-	h     uint64
-	v     V
-	data  []byte
-	fresh int64
-	ttl   time.Duration
+	key    string
+	h      uint64
+	v      V
+	data   []byte // encoded
+	stored []byte // as Redis stores it
+	fresh  int64
+	ttl    time.Duration
 }
 
 func (c *Cache[V]) warmBatch(ctx context.Context, batch []warmItem[V], co call) error {
@@ -195,7 +204,7 @@ func (c *Cache[V]) warmBatch(ctx context.Context, batch []warmItem[V], co call) 
 		entries := make([]store.Entry, len(batch))
 		keyList := make([]string, len(batch))
 		for i, it := range batch {
-			entries[i] = store.Entry{Key: it.key, Lease: lock.Key(it.key), Value: it.data, TTL: it.ttl}
+			entries[i] = store.Entry{Key: it.key, Lease: lock.Key(it.key), Value: it.stored, TTL: it.ttl}
 			keyList[i] = it.key
 		}
 		channel, msgs := c.c.publishChannel(), [][]byte(nil)
