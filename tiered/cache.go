@@ -68,12 +68,13 @@ func NewCache[V any](c *Client, resource string, opts ...Option) (*Cache[V], err
 		}
 		base.version, base.hasVersion = "", false
 	}
-	env, err := envelope.New(base.envelope)
+	only := base.only()
+	base.cache = nil
+	env, err := envelope.New(only.envelope)
 	if err != nil {
 		return nil, fmt.Errorf("tiered: NewCache(%s): %w", resource, err)
 	}
-	base.envelope = envelope.Config{}
-	cache := &Cache[V]{c: c, resource: resource, keys: rk, base: base, fresh: base.fresh, env: env,
+	cache := &Cache[V]{c: c, resource: resource, keys: rk, base: base, fresh: only.fresh, env: env,
 		noL1: base.noL1 || c.l1off, copy: copyModeOf(reflect.TypeFor[V]())}
 	base.noL1 = false // kept in cache.noL1
 	cache.base = base

@@ -452,8 +452,22 @@ type call struct {
 	hasVersion bool
 	noL1       bool
 	reload     bool
-	fresh      freshness       // the cache's; NewCache only
-	envelope   envelope.Config // the cache's; NewCache only
+	cache      *cacheOnly // what only NewCache sets; nil for a call
+}
+
+// cacheOnly is what options set for a whole cache only, kept out of call
+// so that the calls' resolved options stay small.
+type cacheOnly struct {
+	fresh    freshness
+	envelope envelope.Config
+}
+
+// only returns co's cache settings, made on first use.
+func (co *call) only() *cacheOnly {
+	if co.cache == nil {
+		co.cache = &cacheOnly{}
+	}
+	return co.cache
 }
 
 // apply resolves opts given at o on top of co.
@@ -497,25 +511,25 @@ func (co call) apply(o site, opts []Option) (call, error) {
 				return co, fmt.Errorf("tiered: %s(%v): must be positive", name, opt.d)
 			}
 			if opt.kind == optNegativeTTL {
-				co.fresh.negTTL = opt.d
+				co.only().fresh.negTTL = opt.d
 			} else {
-				co.fresh.staleFor = opt.d
+				co.only().fresh.staleFor = opt.d
 			}
 		case optCompress:
 			if opt.s == "" {
 				return co, errors.New(`tiered: Compress(""): name "s2" or "zstd"`)
 			}
-			co.envelope.Compression, co.envelope.MinSize = opt.s, opt.n
+			co.only().envelope.Compression, co.only().envelope.MinSize = opt.s, opt.n
 		case optEncrypt:
 			if opt.s == "" || len(opt.keys) == 0 {
 				return co, errors.New("tiered: Encrypt: a key id and its key are required")
 			}
-			co.envelope.KeyID, co.envelope.Keys = opt.s, opt.keys
+			co.only().envelope.KeyID, co.only().envelope.Keys = opt.s, opt.keys
 		case optEarlyRefresh:
 			if !(opt.f > 0) || math.IsInf(opt.f, 0) {
 				return co, fmt.Errorf("tiered: EarlyRefresh(%v): must be positive", opt.f)
 			}
-			co.fresh.beta = opt.f
+			co.only().fresh.beta = opt.f
 		}
 	}
 	return co, nil

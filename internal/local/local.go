@@ -17,7 +17,7 @@ import (
 // beyond its key and value: the entry itself, ristretto's store item and
 // map slot, and its admission and eviction bookkeeping. It is added to the
 // cost of every Install so that MaxBytes bounds memory, not just payload.
-const entryOverhead = 184
+const entryOverhead = 216
 
 const numStripes = 4096
 
@@ -42,6 +42,10 @@ type Config struct {
 	OnEvict  func()
 	OnReject func()
 }
+
+// recentShare is the share of the budget (1/recentShare) set aside for
+// the stripes' recent entries, which ristretto may not hold.
+const recentShare = 32
 
 // Memory ristretto spends outside its entries, measured on ristretto
 // v2.4.2: about 4 bytes per admission counter (count-min sketch, Bloom
@@ -86,23 +90,66 @@ type entry[V any] struct {
 	val     V
 	epoch   uint64
 	expires int64 // on the coarse clock; 0: never
+	// gen is a generation of the entry's stripe at which the entry was
+	// known to be current: it was installed then, or a lookup found no
+	// invalidation of its key since.
+	gen atomic.Uint64
 }
 
-type stripe struct {
+type stripe[V any] struct {
 	mu  sync.Mutex
 	gen atomic.Uint64
+	// invalidated holds the hashes of the stripe's last invalidations, the
+	// one that moved gen to g at g%len. A lookup checks an entry installed
+	// at an older generation against it: ristretto applies an insert
+	// asynchronously, so one queued before an Invalidate can land after
+	// the Invalidate's delete.
+	invalidated [ringSize]atomic.Uint64
 	// busy counts operations on the stripe's keys under way in ristretto,
 	// so that Close can wait for them before closing it: ristretto is not
 	// safe to close under concurrent use. One counter per stripe keeps
 	// lookups of different keys off each other's cache lines.
 	busy atomic.Int32
+	// recent is the last entry installed in the stripe, readable at once:
+	// ristretto applies a new key asynchronously, so without it a key just
+	// refilled after an invalidation would miss again until then. Only
+	// entries of up to recentMax bytes are kept here.
+	recent atomic.Pointer[entry[V]]
+}
+
+// ringSize is how many of a stripe's invalidations a lookup can check an
+// entry against; an entry older than that many reads as a miss.
+const ringSize = 8
+
+// current reports whether no invalidation of the key whose hash is h came
+// after e's generation, and if so moves e's generation forward, so the
+// next lookup of e costs one comparison. It errs on the side of a miss.
+func (st *stripe[V]) current(e *entry[V], h uint64) bool {
+	eg, now := e.gen.Load(), st.gen.Load()
+	if eg == now {
+		return true
+	}
+	if now-eg > ringSize {
+		return false
+	}
+	for g := eg + 1; g <= now; g++ {
+		if st.invalidated[g%ringSize].Load() == h {
+			return false
+		}
+	}
+	// The ring slots read may have been reused meanwhile.
+	if st.gen.Load()-eg > ringSize {
+		return false
+	}
+	e.gen.CompareAndSwap(eg, now)
+	return true
 }
 
 // enter admits an operation on st's keys, or reports that the cache is
 // closed. Close sets closed before it reads the counters, and an operation
 // counts itself before it reads closed, so either Close waits for it or it
 // sees closed and stays out.
-func (c *Cache[V]) enter(st *stripe) bool {
+func (c *Cache[V]) enter(st *stripe[V]) bool {
 	st.busy.Add(1)
 	if c.closed.Load() {
 		st.busy.Add(-1)
@@ -113,12 +160,13 @@ func (c *Cache[V]) enter(st *stripe) bool {
 
 // Cache is the in-process tier. It is safe for concurrent use.
 type Cache[V any] struct {
-	rc      *ristretto.Cache[uint64, *entry[V]]
-	seed    maphash.Seed
-	epoch   atomic.Uint64
-	dropped atomic.Uint64
-	closed  atomic.Bool
-	stripes [numStripes]stripe
+	rc        *ristretto.Cache[uint64, *entry[V]]
+	seed      maphash.Seed
+	epoch     atomic.Uint64
+	dropped   atomic.Uint64
+	closed    atomic.Bool
+	stripes   [numStripes]stripe[V]
+	recentMax int64 // largest cost an entry may have to be kept as recent
 
 	// now is a coarse clock, nanoseconds since start on the monotonic
 	// clock (a step of the wall clock moves nothing), advanced every
@@ -149,7 +197,7 @@ func New[V any](cfg Config) (*Cache[V], error) {
 	}
 	rcfg := &ristretto.Config[uint64, *entry[V]]{
 		NumCounters:        counters,
-		MaxCost:            entryBudget(cfg.MaxBytes, counters),
+		MaxCost:            entryBudget(cfg.MaxBytes, counters) - cfg.MaxBytes/recentShare,
 		BufferItems:        64,
 		IgnoreInternalCost: true,
 		KeyToHash:          func(k uint64) (uint64, uint64) { return k, 0 },
@@ -158,7 +206,7 @@ func New[V any](cfg Config) (*Cache[V], error) {
 	if seed == (maphash.Seed{}) {
 		seed = maphash.MakeSeed()
 	}
-	c := &Cache[V]{seed: seed, start: time.Now(), stopClock: make(chan struct{}), clockDone: make(chan struct{})}
+	c := &Cache[V]{seed: seed, recentMax: cfg.MaxBytes / recentShare / numStripes, start: time.Now(), stopClock: make(chan struct{}), clockDone: make(chan struct{})}
 	// ristretto's Close clears the cache through OnEvict; those are not
 	// evictions, so the callbacks stop counting once Close begins.
 	if f := cfg.OnEvict; f != nil {
@@ -210,7 +258,15 @@ func (c *Cache[V]) Get(h uint64, key []byte) (v V, ok bool) {
 	}
 	e, ok := c.rc.Get(h)
 	st.busy.Add(-1)
-	if !ok || e.key != string(key) || e.epoch != c.epoch.Load() {
+	if !ok || e.key != string(key) {
+		// Not applied yet, or evicted: the stripe's latest install may be it.
+		if r := st.recent.Load(); r != nil && r.key == string(key) {
+			e, ok = r, true
+		}
+	} else if r := st.recent.Load(); r == e {
+		st.recent.CompareAndSwap(r, nil) // applied: ristretto has it now
+	}
+	if !ok || e.key != string(key) || e.epoch != c.epoch.Load() || !st.current(e, h) {
 		return v, false
 	}
 	if e.expires != 0 && c.now.Load() >= e.expires {
@@ -245,6 +301,8 @@ func (c *Cache[V]) Install(h uint64, key string, v V, cost int64, ttl time.Durat
 		return false
 	}
 	e := &entry[V]{key: key, val: v, epoch: s.epoch}
+	e.gen.Store(s.gen)
+	cost += int64(len(key)) + entryOverhead
 	if ttl > 0 {
 		// A tick early: the clock lookups read lags by up to one.
 		e.expires = int64(time.Since(c.start) + ttl - clockTick)
@@ -252,9 +310,14 @@ func (c *Cache[V]) Install(h uint64, key string, v V, cost int64, ttl time.Durat
 	// No TTL for ristretto: it would read the system clock on every Get.
 	// An expired entry reads as a miss here, holds its cost until evicted
 	// or replaced, and never more than the budget allows.
-	if !c.rc.Set(h, e, cost+int64(len(key))+entryOverhead) {
+	if !c.rc.Set(h, e, cost) {
 		c.dropped.Add(1)
 		return false
+	}
+	if cost <= c.recentMax {
+		st.recent.Store(e)
+	} else {
+		st.recent.Store(nil)
 	}
 	return true
 }
@@ -265,7 +328,9 @@ func (c *Cache[V]) Invalidate(h uint64) {
 	st := c.stripe(h)
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.invalidated[(st.gen.Load()+1)%ringSize].Store(h)
 	st.gen.Add(1)
+	st.recent.Store(nil)
 	if c.enter(st) {
 		c.rc.Del(h)
 		st.busy.Add(-1)
@@ -334,7 +399,7 @@ func (c *Cache[V]) Close() {
 	c.rc.Close()
 }
 
-func (c *Cache[V]) stripe(h uint64) *stripe {
+func (c *Cache[V]) stripe(h uint64) *stripe[V] {
 	// The low bits pick ristretto's shard; StripeOf uses high bits.
 	return &c.stripes[stripeOf(h)]
 }

@@ -241,3 +241,28 @@ func BenchmarkGet(b *testing.B) {
 		c.Get(h, key)
 	}
 }
+
+// TestInstallIsVisibleAtOnce: ristretto applies a new key asynchronously;
+// the stripe's recent entry serves it meanwhile, and never after the key
+// is invalidated or the cache flushed.
+func TestInstallIsVisibleAtOnce(t *testing.T) {
+	c := newCache(t, 64<<20)
+	for i := range 1000 {
+		k := fmt.Sprint("k", i)
+		h := c.HashString(k)
+		if !c.Install(h, k, k, 1, 0, c.Stamp(h)) {
+			continue // ristretto's buffer was full: dropped, as any cache may
+		}
+		if v, ok := c.Get(h, []byte(k)); !ok || v != k {
+			t.Fatalf("Get right after Install of %s = %q, %v", k, v, ok)
+		}
+		if i%2 == 0 {
+			c.Invalidate(h)
+		} else {
+			c.Flush()
+		}
+		if _, ok := c.Get(h, []byte(k)); ok {
+			t.Fatalf("%s readable after it was invalidated", k)
+		}
+	}
+}
