@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"math/bits"
 	"slices"
@@ -63,19 +62,20 @@ const (
 
 // redisClient returns a new go-redis client of the shared benchmark Redis,
 // closed when b ends. Every instance of a multi-instance scenario gets its
-// own, as separate processes would.
+// own, as separate processes would. It is the only way the scenarios reach
+// Redis, ours and the peers alike, so that all have the same options and,
+// with BENCH_DELAY set, the same delay line (see redis_test.go).
 func redisClient(b *testing.B) *redis.Client {
 	b.Helper()
-	srv := redistest.Shared(b)
-	if !srv.Real() {
-		b.Log("WARNING: running against miniredis; Redis figures are meaningless")
-	}
-	o := srv.Options()
-	o.PoolSize = 64
-	c := redis.NewClient(o)
+	c := redis.NewClient(clientOptions(b))
 	b.Cleanup(func() { _ = c.Close() })
 	return c
 }
+
+// peerKey is where peers keep id: outside the prefix that ours watches
+// (CLIENT TRACKING ... BCAST PREFIX), so that a peer's writes do not send
+// invalidations to our instances alive in the same scenario.
+func peerKey(prefix, id string) string { return "peer-" + prefix + ":" + id }
 
 // newTiered returns a Client on its own Redis connection (nil rdb: L1 only)
 // with metrics on, closed when b ends.
@@ -104,7 +104,7 @@ func newTiered(b *testing.B, rdb *redis.Client, prefix, instance string, mut ...
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = c.Close() })
-	if rdb != nil && !c.RedisUp() {
+	if rdb != nil && !c.Stats().RedisUp {
 		b.Fatal("the tiered client's subscription did not come up")
 	}
 	return c
@@ -136,11 +136,11 @@ func warmL1(b *testing.B, c *tiered.Client, users *tiered.Cache[User], id string
 	ctx := context.Background()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		before := cacheStats(c, users.Resource()).HitsL1
+		before := cacheStats(c, "user").HitsL1
 		if _, err := users.Get(ctx, id); err != nil && !errors.Is(err, tiered.ErrNotFound) {
 			b.Fatal(err)
 		}
-		if cacheStats(c, users.Resource()).HitsL1 > before {
+		if cacheStats(c, "user").HitsL1 > before {
 			return
 		}
 		time.Sleep(time.Millisecond)
@@ -250,15 +250,4 @@ func check(b *testing.B, err error) {
 	if err != nil {
 		b.Fatal(err)
 	}
-}
-
-func name(kv ...string) string {
-	s := ""
-	for i := 0; i+1 < len(kv); i += 2 {
-		if s != "" {
-			s += "/"
-		}
-		s += fmt.Sprintf("%s=%s", kv[i], kv[i+1])
-	}
-	return s
 }

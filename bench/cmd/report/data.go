@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 
 	"golang.org/x/perf/benchfmt"
@@ -29,7 +30,9 @@ func parse(path string) (dataset, map[string]string, error) {
 	for r.Scan() {
 		switch rec := r.Result().(type) {
 		case *benchfmt.SyntaxError:
-			return nil, nil, rec
+			// A failing benchmark's message can land in the middle of a
+			// result line; that run is lost, the others count.
+			fmt.Fprintf(os.Stderr, "report: skipped: %v\n", rec)
 		case *benchfmt.Result:
 			base, parts := rec.Name.Parts()
 			name := strings.TrimPrefix(string(base), "Benchmark")
@@ -55,9 +58,8 @@ func parse(path string) (dataset, map[string]string, error) {
 	if err := r.Err(); err != nil {
 		return nil, nil, err
 	}
-	if len(d) == 0 {
-		return nil, nil, fmt.Errorf("%s holds no benchmark result", path)
-	}
+	// No result at all is possible when every group failed: the report
+	// then says so rather than failing.
 	// Configuration lines ("key: value"), wherever they are: benchfmt only
 	// attaches those before a result to it.
 	text, err := os.ReadFile(path)
@@ -106,4 +108,24 @@ func (s stat) pct() string {
 	}
 	v := math.Max(s.hi/s.center-1, 1-s.lo/s.center)
 	return fmt.Sprintf(" ±%.0f%%", 100*v)
+}
+
+// has reports whether a benchmark's name starts with prefix.
+func (d dataset) has(prefix string) bool {
+	for name := range d {
+		if strings.HasPrefix(name, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// sortedNames returns the benchmarks' names in order.
+func sortedNames(d dataset) []string {
+	names := make([]string, 0, len(d))
+	for name := range d {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
 }

@@ -41,9 +41,9 @@ func dur(ns float64) string {
 	switch {
 	case math.IsNaN(ns):
 		return "–"
-	case ns >= 1e6:
+	case math.Abs(ns) >= 1e6:
 		return fmt.Sprintf("%.2f ms", ns/1e6)
-	case ns >= 1e3:
+	case math.Abs(ns) >= 1e3:
 		return fmt.Sprintf("%.1f µs", ns/1e3)
 	default:
 		return fmt.Sprintf("%.1f ns", ns)
@@ -85,7 +85,7 @@ type target struct {
 	ok                  bool
 }
 
-func renderMarkdown(d dataset, e env, benchstatOut, chart, raw string) string {
+func renderMarkdown(d, rtt dataset, e env, benchstatOut, benchstatRTT, chart, raw, rawRTT string) string {
 	var m md
 	m.p("# Benchmarks")
 	m.p("")
@@ -94,6 +94,12 @@ func renderMarkdown(d dataset, e env, benchstatOut, chart, raw string) string {
 	m.p("half-width of its 95%% confidence interval where it is wider than 0 (as benchstat computes them). Lower is")
 	m.p("better unless said otherwise. Raw output: `bench/%s` (not committed; rerun to get it).", raw)
 	m.p("")
+	if rtt != nil {
+		m.p("Loopback hides network round trips, so the scenarios that reach Redis run a second time with every client,")
+		m.p("ours and the peers', going through a delay line that adds a fixed delay each way (about 0.5 ms per round")
+		m.p("trip, as between two hosts of one zone): [Through a delay line](#through-a-delay-line) (raw: `bench/%s`).", rawRTT)
+		m.p("")
+	}
 	m.p("![Benchmark chart](bench/%s)", chart)
 	m.p("")
 
@@ -104,13 +110,15 @@ func renderMarkdown(d dataset, e env, benchstatOut, chart, raw string) string {
 		{"OS", e.Kernel},
 		{"Go", e.Go},
 		{"Redis", fmt.Sprintf("%s on loopback (%s)", e.RedisVersion, e.RedisAddr)},
+		{"Delay line", orDash(e.RTT)},
 		{"Date", e.Date},
 		{"Command", "`" + e.Command + "`"},
 		{"Duration", e.Duration.String()},
 		{"Load average", fmt.Sprintf("%s before, %s after (1, 5, 15 min)", e.LoadBefore, e.LoadAfter)},
 	})
 	if len(e.Runs) > 0 {
-		m.p("Each group is one run of the test binary, equivalent to (in `bench/`, with `REDIS_ADDR` set):")
+		m.p("Each group is one run of the test binary, equivalent to (in `bench/`, with `REDIS_ADDR` set; the delayed pass")
+		m.p("adds `BENCH_DELAY` and `BENCH_DELAY_ADDR`, the address of the line `bench/run.sh` starts):")
 		m.p("")
 		m.p("```")
 		for _, r := range e.Runs {
@@ -151,6 +159,13 @@ func renderMarkdown(d dataset, e env, benchstatOut, chart, raw string) string {
 	{
 		r := d.value("Memory/scenario=budget/impl=tiered", "heap/budget")
 		ts = append(ts, target{"L1 memory: live heap / 64 MiB budget, 2× the budget inserted", ratio(r), "≤ 1.10×", r / targetMemoryBudget, r <= targetMemoryBudget})
+	}
+	{
+		ours, floor := d.value("FetchMiss/impl=tiered", "RTs/op"), d.value("FetchMiss/impl=redis-get-set", "RTs/op")
+		// A hook counts the round trips; a stray background command
+		// may add a few hundredths.
+		ts = append(ts, target{"Cold Fetch: round trips per fetch, ours (GET + SET's)", num(ours, 2) + " (" + num(floor, 2) + ")",
+			"≤ GET + SET's + 0.05", ours / (floor + 0.05), ours <= floor+0.05})
 	}
 	m.p("## Targets")
 	m.p("")
@@ -205,112 +220,12 @@ func renderMarkdown(d dataset, e env, benchstatOut, chart, raw string) string {
 	m.p("many reads, amortised.")
 	m.p("")
 
-	// L2.
-	m.p("## L2 hit")
-	m.p("")
-	m.p("The same key read from Redis with the in-process tier skipped (`tiered.NoL1()`). Floor: a bare go-redis")
-	m.p("`GET` and `json.Unmarshal` (`redis-get-json`). go-redis/cache without a local cache, with its default codec")
-	m.p("(msgpack, s2 above 64 bytes) and with JSON.")
-	m.p("")
-	rows = nil
-	floorL2 := d.value("L2Hit/impl=redis-get-json", "ns/op")
-	for _, impl := range []string{"redis-get-json", "tiered", "go-redis-cache", "go-redis-cache-json"} {
-		n := "L2Hit/impl=" + impl
-		rows = append(rows, []string{"`" + impl + "`", withCI(d.stat(n, "ns/op"), dur), ratio(d.value(n, "ns/op") / floorL2),
-			num(d.value(n, "B/op"), 0), num(d.value(n, "allocs/op"), 0)})
-	}
-	m.table([]string{"impl", "time/op", "× floor", "B/op", "allocs/op"}, rows)
-	m.p("Paired: ours %s, floor %s per call: **%s**.", dur(d.value("L2Hit/impl=paired", "ours-ns")),
-		dur(d.value("L2Hit/impl=paired", "floor-ns")), ratio(d.value("L2Hit/impl=paired", "ratio")))
-	m.p("")
-
-	// Miss.
-	m.p("## Fetch on a miss")
-	m.p("")
-	m.p("A fresh id every iteration, in neither tier, with a loader that answers at once: what the read-through path")
-	m.p("costs beyond the loader. Floor: `GET` (a miss) then `SET` with a TTL (`redis-get-set`). Ours also takes a")
-	m.p("cross-process lease, reads again under it and fills with a lease-checked script that publishes a wake-up;")
-	m.p("go-redis/cache `Once` is `GET` + `SET` behind an in-process singleflight.")
-	m.p("")
-	rows = nil
-	floorMiss := d.value("FetchMiss/impl=redis-get-set", "ns/op")
-	for _, impl := range []string{"redis-get-set", "tiered", "go-redis-cache"} {
-		n := "FetchMiss/impl=" + impl
-		v := d.value(n, "ns/op")
-		rows = append(rows, []string{"`" + impl + "`", withCI(d.stat(n, "ns/op"), dur), ratio(v / floorMiss),
-			dur(v - floorMiss), num(d.value(n, "B/op"), 0), num(d.value(n, "allocs/op"), 0)})
-	}
-	m.table([]string{"impl", "time/op", "× floor", "over floor", "B/op", "allocs/op"}, rows)
-
-	// Stampede.
-	m.p("## Stampede")
-	m.p("")
-	m.p("4 instances (each its own `redis.Client` and cache) × 250 goroutines ask at once for one cold key whose loader")
-	m.p("takes 50 ms; a fresh key per iteration. `loads/op`: loader calls across all instances per stampede. Latency:")
-	m.p("each caller's own call, over all callers of all iterations. go-redis/cache guards each process with")
-	m.p("singleflight only; sturdyc (in-process only) is one per instance.")
-	m.p("")
-	rows = nil
-	for _, impl := range []string{"tiered", "go-redis-cache", "sturdyc"} {
-		n := "Stampede/impl=" + impl
-		rows = append(rows, []string{"`" + impl + "`", num(d.value(n, "loads/op"), 2),
-			withCI(d.stat(n, "p50-ms"), func(v float64) string { return num(v, 1) + " ms" }),
-			withCI(d.stat(n, "p99-ms"), func(v float64) string { return num(v, 1) + " ms" }),
-			num(d.value(n, "max-ms"), 1) + " ms",
-			ratio(d.value(n, "p99-ms") / targetStampedeP99)})
-	}
-	m.table([]string{"impl", "loads/op", "p50", "p99", "max", "p99 / 75 ms"}, rows)
-
-	// Invalidation.
-	m.p("## Invalidation")
-	m.p("")
-	m.p("Instance B holds the key in L1; instance A deletes it; B reads in a loop (1 µs sleep between reads, about")
-	m.p("30 µs in practice: a spinning reader starves the receiving goroutine on 2 cores) until a read no longer")
-	m.p("returns its copy. Latency from `Delete` returning (zero when the message beat the reply), and from `Delete`")
-	m.p("being called. Floor (`redis-pubsub`): bare go-redis `PUBLISH` of a message of the same size to a")
-	m.p("`ReceiveMessage` loop on another connection, the publisher polling for its arrival the same way;")
-	m.p("`redis-pubsub-direct`: the same with the arrival time stamped by the receiver itself (no polling).")
-	m.p("")
-	rows = nil
-	for _, impl := range []string{"tiered", "redis-pubsub", "redis-pubsub-direct"} {
-		n := "Invalidation/impl=" + impl
-		u := func(v float64) string { return num(v, 1) + " µs" }
-		rows = append(rows, []string{"`" + impl + "`", withCI(d.stat(n, "p50-us"), u), withCI(d.stat(n, "p99-us"), u),
-			withCI(d.stat(n, "call-p50-us"), u), withCI(d.stat(n, "call-p99-us"), u)})
-	}
-	m.table([]string{"impl", "p50 from return", "p99 from return", "p50 from call", "p99 from call"}, rows)
-	m.p("Ours over the floor (`redis-pubsub`), p99 from return: %s; from call: %s. A `Delete` is a script (DEL of the",
-		ratio(d.value("Invalidation/impl=tiered", "p99-us")/d.value("Invalidation/impl=redis-pubsub", "p99-us")),
-		ratio(d.value("Invalidation/impl=tiered", "call-p99-us")/d.value("Invalidation/impl=redis-pubsub", "call-p99-us")))
-	m.p("key and its lease, and the PUBLISH), so the from-call figures include more than a PUBLISH.")
-	m.p("")
-
-	// Zipf.
-	m.p("## Zipf workload")
-	m.p("")
-	m.p("100,000 keys, Zipf popularity (s = 1.1), 95%% reads (read-through) / 5%% writes (replace the value), from 4")
-	m.p("goroutines per P spread over 4 instances sharing one Redis. Redis starts filled, the in-process tiers empty")
-	m.p("and warmed by 50,000 operations before timing. Hit ratios are shares of reads; ours from `Client.Stats()`;")
-	m.p("go-redis/cache's L1 share is the reads its Redis stats do not count. **Neither peer keeps instances")
-	m.p("consistent**: go-redis/cache's local copies are never invalidated by another instance's write, and sturdyc")
-	m.p("here is in-process only; ours drops every other instance's copy on a write, which is what its lower L1")
-	m.p("share pays for.")
-	m.p("")
-	rows = nil
-	for _, impl := range []string{"tiered", "go-redis-cache", "sturdyc"} {
-		n := "Zipf/impl=" + impl
-		rows = append(rows, []string{"`" + impl + "`",
-			withCI(d.stat(n, "ops/s"), func(v float64) string { return fmt.Sprintf("%.0f", v) }),
-			dur(1e3 * d.value(n, "p50-us")), dur(1e3 * d.value(n, "p99-us")),
-			num(d.value(n, "l1-hit-%"), 1) + "%", num(d.value(n, "l2-hit-%"), 1) + "%", num(d.value(n, "miss-%"), 2) + "%",
-			num(d.value(n, "allocs/op"), 0)})
-	}
-	m.table([]string{"impl", "ops/s (higher is better)", "p50", "p99", "L1 hits", "L2 hits", "misses", "allocs/op"}, rows)
-	m.p("Ours per operation: %s invalidations received, %s L1 installs dropped (ristretto's buffer full), %s refused by",
-		num(d.value("Zipf/impl=tiered", "inval-recv/op"), 3), num(d.value("Zipf/impl=tiered", "l1-dropped/op"), 4),
-		num(d.value("Zipf/impl=tiered", "l1-rejected/op"), 4))
-	m.p("its admission policy.")
-	m.p("")
+	m.problemsSection(e, namedSet{"loopback", d}, namedSet{"delay line", rtt})
+	m.l2Section(d, "##")
+	m.missSection(d, "##")
+	m.stampedeSection(d, "##")
+	m.invalidationSection(d, "##")
+	m.zipfSection(d, "##")
 
 	// Memory.
 	m.p("## Memory")
@@ -338,6 +253,21 @@ func renderMarkdown(d dataset, e env, benchstatOut, chart, raw string) string {
 	}
 	m.table([]string{"impl", "live heap", "heap / budget", "accounted", "entries held", "entries inserted"}, rows)
 
+	if rtt != nil {
+		m.p("## Through a delay line")
+		m.p("")
+		m.p("The same scenarios with every Redis client, ours and the peers' alike (same options), going through a TCP")
+		m.p("delay line run by `bench/run.sh` in its own process: %s. Bytes read at t are", orDash(e.RTT))
+		m.p("written at t + the delay, many requests in flight, order kept. The scenarios that do not reach Redis (L1")
+		m.p("hit, memory) do not run again.")
+		m.p("")
+		m.l2Section(rtt, "###")
+		m.missSection(rtt, "###")
+		m.stampedeSection(rtt, "###")
+		m.invalidationSection(rtt, "###")
+		m.zipfSection(rtt, "###")
+	}
+
 	m.p("## benchstat")
 	m.p("")
 	m.p("<details><summary>benchstat, per scenario (median ± 95%% confidence interval, n runs)</summary>")
@@ -347,5 +277,22 @@ func renderMarkdown(d dataset, e env, benchstatOut, chart, raw string) string {
 	m.p("```")
 	m.p("")
 	m.p("</details>")
+	if rtt != nil {
+		m.p("")
+		m.p("<details><summary>benchstat through the delay line</summary>")
+		m.p("")
+		m.p("```")
+		m.WriteString(benchstatRTT)
+		m.p("```")
+		m.p("")
+		m.p("</details>")
+	}
 	return m.String()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "–"
+	}
+	return s
 }
