@@ -40,6 +40,7 @@ type Client struct {
 	breaker    *breaker     // nil when disabled
 	seed       maphash.Seed // of every key hash
 	pending    pendingInvalidations
+	recent     *recentWrites // this process's latest writes, for gaps
 	replayKick chan struct{} // a write failed: replay, at the backoff's pace
 	replayNow  chan struct{} // Redis is back: replay at once
 	replayDone chan struct{}
@@ -170,6 +171,7 @@ func (c *Client) connect(o Options) error {
 	c.pending.max = o.MaxPendingInvalidations
 	c.replayKick = make(chan struct{}, 1)
 	c.replayNow = make(chan struct{}, 1)
+	c.recent = newRecentWrites(o.MaxPendingInvalidations)
 	c.replayDone = make(chan struct{})
 	return nil
 }

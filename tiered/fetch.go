@@ -373,6 +373,9 @@ func (c *Cache[V]) fill(ctx context.Context, r *read[V], lease *lock.Lease, v V,
 			c.keep(r, v, data, false, s)
 		}
 	}
+	if r.co.reload {
+		c.c.recent.add(r.key) // a refresh overwrites: a failover may lose it
+	}
 	start := time.Now()
 	err := lease.Fill(ctx, stored, ttl, r.co.reload, channel, msg)
 	c.c.metrics.observe(opSet, start)

@@ -20,6 +20,7 @@ func (h busHandler) Up(gap bool) {
 	// raced the flush used the short TTL.
 	if gap {
 		c.flushL1(&c.counters.flushGap)
+		c.redoRecentWrites()
 	} else {
 		c.flushL1(nil)
 	}
@@ -94,6 +95,20 @@ func (c *Client) invalidate(keys []string) {
 		c.wake.wake(hash)
 	}
 	observe.Invalidated(keys)
+}
+
+// redoRecentWrites queues for deletion, through the replay of failed
+// writes, the keys this process wrote lately: a gap may be a failover that
+// lost them (see recentWrites).
+func (c *Client) redoRecentWrites() {
+	keys, complete := c.recent.since(time.Now().Add(-recentWindow(c.opts)))
+	if !complete {
+		c.opts.Logger.Warn("tiered: more writes in the failover window than remembered; the oldest are not re-deleted",
+			"remembered", len(keys))
+	}
+	if len(keys) > 0 {
+		c.deferInvalidation(keys...)
+	}
 }
 
 // modeTracking is the mode of a bus that Redis reports changes to

@@ -248,6 +248,9 @@ func (c *Cache[V]) fillMany(ctx context.Context, b manyFills, out map[string]V, 
 			return fmt.Errorf("tiered: fetch many: %w", err)
 		}
 	}
+	if co.reload {
+		c.c.recent.add(keys...)
+	}
 	start := time.Now()
 	results, err := c.c.leases.FillMany(ctx, b.fills, co.reload, channel, msgs)
 	c.c.metrics.observe(opSet, start)

@@ -56,6 +56,7 @@ func (c *Cache[V]) set(ctx context.Context, id string, v V, opts []Option) error
 				return fmt.Errorf("tiered: set %s: %w", key, err)
 			}
 		}
+		c.c.recent.add(key)
 		start := time.Now()
 		err = c.c.store.Set(ctx, store.Entry{Key: key, Lease: lock.Key(key), Value: stored, TTL: ttl}, channel, msg)
 		c.c.metrics.observe(opSet, start)
@@ -114,6 +115,7 @@ func (c *Cache[V]) del(ctx context.Context, id string, opts []Option) error {
 		return fmt.Errorf("tiered: delete %s: %w", key, err)
 	}
 	tracked := c.c.tracking.Load()
+	c.c.recent.add(key)
 	start := time.Now()
 	err = c.c.store.Delete(ctx, key, lock.Key(key), c.c.opts.Channel, msg, tracked)
 	c.c.metrics.observe(opDelete, start)
@@ -214,6 +216,7 @@ func (c *Cache[V]) warmBatch(ctx context.Context, batch []warmItem[V], co call) 
 				return fmt.Errorf("tiered: warm: %w", err)
 			}
 		}
+		c.c.recent.add(keyList...)
 		start := time.Now()
 		err := c.c.store.SetMany(ctx, entries, channel, msgs)
 		c.c.metrics.observe(opSet, start)

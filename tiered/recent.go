@@ -1,0 +1,72 @@
+package tiered
+
+import (
+	"sync"
+	"time"
+)
+
+// recentWrites remembers the keys this process wrote or deleted lately, so
+// that after a gap in the invalidation stream they can be deleted again.
+// A Sentinel failover (or any promotion of a replica) drops the writes the
+// old master acknowledged but had not replicated: the new master still
+// holds the older values, and nothing would ever invalidate them. Deleting
+// the keys written in the window before the gap makes the next reads load
+// from the source of truth. Deleting is always safe for a cache; after a
+// gap that lost nothing, it costs those keys one load.
+type recentWrites struct {
+	mu     sync.Mutex
+	keys   []string
+	at     []int64 // Unix nanoseconds, parallel to keys
+	next   int     // ring position of the next write
+	filled bool
+}
+
+// recentWindow is how far back a gap reaches: longer than the time a
+// client takes to hear of a master change (Sentinel's notification, or the
+// bus's run id check every HealthCheckInterval).
+func recentWindow(o Options) time.Duration {
+	return max(10*time.Second, 4*o.HealthCheckInterval)
+}
+
+func newRecentWrites(n int) *recentWrites {
+	return &recentWrites{keys: make([]string, n), at: make([]int64, n)}
+}
+
+// add records writes of keys, now.
+func (r *recentWrites) add(keys ...string) {
+	now := time.Now().UnixNano()
+	r.mu.Lock()
+	for _, k := range keys {
+		r.keys[r.next], r.at[r.next] = k, now
+		r.next++
+		if r.next == len(r.keys) {
+			r.next, r.filled = 0, true
+		}
+	}
+	r.mu.Unlock()
+}
+
+// since returns the keys written at or after t, and whether the ring still
+// reaches back that far (otherwise some were forgotten).
+func (r *recentWrites) since(t time.Time) (keys []string, complete bool) {
+	cut := t.UnixNano()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := make(map[string]struct{})
+	n := r.next
+	if r.filled {
+		n = len(r.keys)
+	}
+	complete = true
+	for i := 1; i <= n; i++ {
+		j := (r.next - i + len(r.keys)) % len(r.keys)
+		if r.at[j] < cut {
+			return keys, complete
+		}
+		if _, dup := seen[r.keys[j]]; !dup {
+			seen[r.keys[j]] = struct{}{}
+			keys = append(keys, r.keys[j])
+		}
+	}
+	return keys, !r.filled
+}
