@@ -40,9 +40,10 @@ type Client struct {
 	breaker    *breaker     // nil when disabled
 	seed       maphash.Seed // of every key hash
 	pending    pendingInvalidations
-	recent     *recentWrites // this process's latest writes, for gaps
-	replayKick chan struct{} // a write failed: replay, at the backoff's pace
-	replayNow  chan struct{} // Redis is back: replay at once
+	recent     *recentWrites                   // this process's latest writes, for gaps
+	servers    atomic.Pointer[map[string]bool] // run ids of the Redis servers, as last seen
+	replayKick chan struct{}                   // a write failed: replay, at the backoff's pace
+	replayNow  chan struct{}                   // Redis is back: replay at once
 	replayDone chan struct{}
 
 	// degraded is set while the subscription is down (or not yet up): the

@@ -1,9 +1,14 @@
 package tiered
 
 import (
+	"context"
+	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tieredcache/tieredcache/internal/lock"
 	"github.com/tieredcache/tieredcache/internal/observe"
@@ -20,10 +25,10 @@ func (h busHandler) Up(gap bool) {
 	// raced the flush used the short TTL.
 	if gap {
 		c.flushL1(&c.counters.flushGap)
-		c.redoRecentWrites()
 	} else {
 		c.flushL1(nil)
 	}
+	c.checkServers(gap)
 	mode := c.bus.Mode()
 	c.tracking.Store(mode == modeTracking)
 	if c.modeLogged.CompareAndSwap(false, true) {
@@ -97,18 +102,94 @@ func (c *Client) invalidate(keys []string) {
 	observe.Invalidated(keys)
 }
 
-// redoRecentWrites queues for deletion, through the replay of failed
-// writes, the keys this process wrote lately: a gap may be a failover that
-// lost them (see recentWrites).
-func (c *Client) redoRecentWrites() {
-	keys, complete := c.recent.since(time.Now().Add(-recentWindow(c.opts)))
+// checkServers learns which Redis servers serve the Client, in the
+// background (the bus calls Up under its lock). After a gap, a server it
+// had not seen before (a replica promoted by a failover) may have lost the
+// latest writes: the keys this process wrote lately are then deleted
+// again, through the replay of failed writes (see recentWrites).
+func (c *Client) checkServers(gap bool) {
+	since := time.Now().Add(-recentWindow(c.opts))
+	if !c.enter() {
+		return
+	}
+	go func() {
+		defer c.leave()
+		ctx, cancel := context.WithTimeout(c.ctx, 2*c.opts.OpTimeout)
+		defer cancel()
+		ids, err := serverIDs(ctx, c.opts.Redis)
+		if err != nil {
+			ids = nil // unknown: assume the servers changed
+		}
+		prev := c.servers.Swap(&ids)
+		if gap && prev != nil && (ids == nil || *prev == nil || !subset(ids, *prev)) {
+			c.redoRecentWrites(since)
+		}
+	}()
+}
+
+// redoRecentWrites queues for deletion the keys this process wrote since.
+func (c *Client) redoRecentWrites(since time.Time) {
+	keys, complete := c.recent.since(since)
 	if !complete {
 		c.opts.Logger.Warn("tiered: more writes in the failover window than remembered; the oldest are not re-deleted",
 			"remembered", len(keys))
 	}
 	if len(keys) > 0 {
+		c.opts.Logger.Info("tiered: Redis changed servers; deleting again the keys written just before, which it may have lost",
+			"keys", len(keys))
 		c.deferInvalidation(keys...)
+		select {
+		case c.replayNow <- struct{}{}:
+		default:
+		}
 	}
+}
+
+// serverIDs returns the run ids of the Redis servers holding the keys:
+// the node, or every master of a cluster.
+func serverIDs(ctx context.Context, rdb redis.UniversalClient) (map[string]bool, error) {
+	ids := map[string]bool{}
+	var mu sync.Mutex
+	add := func(ctx context.Context, c *redis.Client) error {
+		info, err := c.Info(ctx, "server").Result()
+		if err != nil {
+			return err
+		}
+		id := runID(info)
+		if id == "" {
+			return errors.New("INFO server shows no run_id")
+		}
+		mu.Lock()
+		ids[id] = true
+		mu.Unlock()
+		return nil
+	}
+	switch r := rdb.(type) {
+	case *redis.Client:
+		return ids, add(ctx, r)
+	case *redis.ClusterClient:
+		return ids, r.ForEachMaster(ctx, add)
+	}
+	return nil, errors.New("unknown client type")
+}
+
+func runID(info string) string {
+	for line := range strings.Lines(info) {
+		if id, ok := strings.CutPrefix(line, "run_id:"); ok {
+			return strings.TrimSpace(id)
+		}
+	}
+	return ""
+}
+
+// subset reports whether every id of a is in b.
+func subset(a, b map[string]bool) bool {
+	for id := range a {
+		if !b[id] {
+			return false
+		}
+	}
+	return true
 }
 
 // modeTracking is the mode of a bus that Redis reports changes to

@@ -9,10 +9,10 @@ import (
 // that after a gap in the invalidation stream they can be deleted again.
 // A Sentinel failover (or any promotion of a replica) drops the writes the
 // old master acknowledged but had not replicated: the new master still
-// holds the older values, and nothing would ever invalidate them. Deleting
-// the keys written in the window before the gap makes the next reads load
-// from the source of truth. Deleting is always safe for a cache; after a
-// gap that lost nothing, it costs those keys one load.
+// holds the older values, and nothing would ever invalidate them. After a
+// gap that brought a server the Client had not seen (by run id), deleting
+// the keys written in the window before it makes the next reads load from
+// the source of truth. Deleting is always safe for a cache.
 type recentWrites struct {
 	mu     sync.Mutex
 	keys   []string
