@@ -1,7 +1,11 @@
 // Package bench holds the benchmark suite of tieredcache: each scenario
 // runs the library beside its peers (raw ristretto, go-redis/cache,
 // sturdyc, bare go-redis) in the same run, so that ratios are measured on
-// the same machine at the same moment.
+// the same machine at the same moment. The freshness and payload scenarios
+// (a hot key under early refresh, negative caching, TTL jitter,
+// compression and encryption) compare the library's options with each
+// other, and with sturdyc's early refreshes and bare go-redis where those
+// apply.
 //
 // The benchmarks live in the _test.go files of this package; cmd/report
 // runs them and writes BENCHMARKS.md and chart.png. This is a module of its

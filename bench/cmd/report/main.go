@@ -56,6 +56,15 @@ type group struct {
 	env       []string
 	quickEnv  []string
 	redis     bool // its measured operations reach Redis: it runs in the delayed pass too
+	count     int  // if not 0, at most this many runs in full mode (long scenarios)
+}
+
+// runs returns how many runs of g a pass of count runs makes.
+func (g group) runs(count int, quick bool) int {
+	if g.count > 0 && !quick {
+		return min(count, g.count)
+	}
+	return count
 }
 
 // command is the go test command equivalent to running g.
@@ -75,6 +84,15 @@ var groups = []group{
 	{name: "Invalidation", bench: "^BenchmarkInvalidation$", benchtime: "1s", quick: "3x", redis: true},
 	{name: "Zipf", bench: "^BenchmarkZipf$", benchtime: "1s", quick: "3x", quickEnv: []string{"BENCH_ZIPF_WARM=2000"}, redis: true},
 	{name: "Memory", bench: "^BenchmarkMemory$", benchtime: "1x", quick: "1x"},
+	// The freshness and payload scenarios run on loopback only: what they
+	// measure (loads, waits, bytes, codec time) does not depend on the
+	// round trip.
+	{name: "Early refresh", bench: "^BenchmarkEarlyRefresh$", benchtime: "1x", quick: "1x", count: 2,
+		quickEnv: []string{"BENCH_REFRESH_WINDOWS=2"}},
+	{name: "Negative", bench: "^BenchmarkNegative$", benchtime: "3x", quick: "1x", count: 3},
+	{name: "TTL jitter", bench: "^BenchmarkTTLJitter$", benchtime: "1x", quick: "1x", count: 2,
+		quickEnv: []string{"BENCH_JITTER_KEYS=2000"}},
+	{name: "Payload", bench: "^BenchmarkPayload$", benchtime: "200ms", quick: "2x", count: 4},
 }
 
 // expected lists every benchmark the suite must produce; quick mode fails
@@ -90,12 +108,34 @@ var expected = []string{
 	"Zipf/impl=tiered", "Zipf/impl=go-redis-cache", "Zipf/impl=sturdyc",
 	"Memory/scenario=entries/impl=tiered", "Memory/scenario=entries/impl=ristretto",
 	"Memory/scenario=budget/impl=tiered", "Memory/scenario=budget/impl=ristretto",
+	"EarlyRefresh/impl=tiered-expiry", "EarlyRefresh/impl=tiered-early", "EarlyRefresh/impl=tiered-early-stale",
+	"EarlyRefresh/impl=sturdyc-early",
+	"Negative/impl=tiered-negative-ttl", "Negative/impl=tiered-none",
+	"TTLJitter/jitter=default", "TTLJitter/jitter=off",
+}
+
+// payloadImpls and payloadSizes are the rows and tables of the payload
+// scenario; quick mode expects every combination.
+var (
+	payloadImpls = []string{"redis-json", "plain", "s2", "zstd", "aes-gcm", "s2+aes-gcm"}
+	payloadSizes = []string{"10KiB", "1MiB"}
+)
+
+func init() {
+	for _, size := range payloadSizes {
+		for _, op := range []string{"set", "get"} {
+			for _, impl := range payloadImpls {
+				expected = append(expected, "Payload/size="+size+"/op="+op+"/impl="+impl)
+			}
+		}
+	}
 }
 
 // groupOf returns the group that produces the benchmark name.
 func groupOf(name string) group {
 	for _, g := range groups {
-		if strings.HasPrefix(name, strings.ReplaceAll(g.name, " ", "")+"/") {
+		p := strings.ReplaceAll(g.name, " ", "") + "/"
+		if len(name) >= len(p) && strings.EqualFold(name[:len(p)], p) {
 			return g
 		}
 	}
@@ -217,7 +257,7 @@ func run(quick bool, count int, only string, delay time.Duration, out, chart, ra
 	if fromRaw {
 		env.fromConfig(cfg)
 		for _, g := range groups {
-			env.Runs = append(env.Runs, g.command(g.benchtime, g.env, env.Count))
+			env.Runs = append(env.Runs, g.command(g.benchtime, g.env, g.runs(env.Count, false)))
 		}
 	}
 	env.Failures = append(splitFailures(cfg["failures"]), splitFailures(rttCfg["failures"])...)
@@ -349,9 +389,10 @@ func (p pass) run(raw, name string, extra []string, failures *[]failure, header 
 			bt, genv = g.quick, g.quickEnv
 		}
 		genv = append(slices.Clone(genv), extra...)
+		count := g.runs(p.count, p.quick)
 		args := []string{"-test.run", "^$", "-test.bench", g.bench, "-test.benchmem",
-			"-test.benchtime", bt, "-test.count", strconv.Itoa(p.count)}
-		equiv := g.command(bt, genv, p.count)
+			"-test.benchtime", bt, "-test.count", strconv.Itoa(count)}
+		equiv := g.command(bt, genv, count)
 		runs = append(runs, equiv)
 		fmt.Printf("== %s (%s): %s\n", g.name, name, equiv)
 		cmd := exec.Command(p.bin, args...)
@@ -640,6 +681,8 @@ func benchstat(raw string, d dataset) (string, error) {
 		{".name:L1Hit", "/mode,/impl"}, {".name:L2Hit", "/impl"}, {".name:FetchMiss", "/impl"},
 		{".name:Stampede", "/impl"}, {".name:Invalidation", "/impl"}, {".name:Zipf", "/impl"},
 		{".name:Memory", "/scenario,/impl"},
+		{".name:EarlyRefresh", "/impl"}, {".name:Negative", "/impl"}, {".name:TTLJitter", "/jitter"},
+		{".name:Payload", "/size,/op,/impl"},
 	} {
 		if !d.has(strings.TrimPrefix(s.filter, ".name:") + "/") {
 			continue
