@@ -30,6 +30,23 @@ type read[V any] struct {
 
 	fresh int64 // when the value kept stops being fresh (Unix ns); 0: never
 	took  int64 // how long its load took, in nanoseconds; 0: not loaded here
+
+	// absent says Redis found no key when the load's lease was taken. Then
+	// one report of a change to it during the load is that read's own
+	// doing (it expired the key lazily, and Redis reports expiries), or a
+	// write the fill's only-if-absent check refuses anyway.
+	absent bool
+}
+
+// unchanged reports whether nothing that makes a load stale happened to
+// r's key since loading was stamped: no report of a change, or, when the
+// key was absent, at most one (see read.absent). A refresh allows none.
+func (c *Cache[V]) unchanged(r *read[V], loading local.Stamp) bool {
+	var allowed uint64
+	if r.absent && !r.co.reload {
+		allowed = 1
+	}
+	return c.stamp(r.h).Within(loading, allowed)
 }
 
 // Fetch returns the value of id, loading it with load on a miss
@@ -203,6 +220,7 @@ func (c *Cache[V]) flight(parent context.Context, r *read[V]) (any, error) {
 	case err == nil:
 		c.counters.misses.inc()
 		c.counters.leasesWon.inc()
+		r.absent = true
 		return c.loadAndFill(ctx, r, lease, false)
 	case errors.Is(err, lock.ErrHeld):
 		c.counters.misses.inc()
@@ -219,8 +237,9 @@ func (c *Cache[V]) readRedis(ctx context.Context, r *read[V], s local.Stamp) (V,
 	start := time.Now()
 	data, ttl, err := c.c.store.Get(ctx, r.key)
 	c.c.metrics.observe(opGet, start)
+	r.absent = errors.Is(err, store.ErrMiss)
 	if err != nil {
-		if errors.Is(err, store.ErrMiss) {
+		if r.absent {
 			err = nil
 		}
 		return zero, foundNothing, err
@@ -325,7 +344,7 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, r *read[V], lease *lock.Leas
 	loading := c.stamp(r.h)
 	v, err := c.load(ctx, r)
 	if err != nil {
-		if c.fresh.negTTL > 0 && errors.Is(err, ErrNotFound) && c.stamp(r.h) == loading {
+		if c.fresh.negTTL > 0 && errors.Is(err, ErrNotFound) && c.unchanged(r, loading) {
 			c.fill(ctx, r, lease, v, nil, true)
 			return nil, err
 		}
@@ -337,7 +356,7 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, r *read[V], lease *lock.Leas
 		c.release(ctx, lease)
 		return c.notCached(v, r.key, err)
 	}
-	if c.stamp(r.h) != loading {
+	if !c.unchanged(r, loading) {
 		c.release(ctx, lease)
 		c.counters.fillsRefused.inc()
 		return v, nil

@@ -229,3 +229,29 @@ func waitPast(d time.Duration) {
 		time.Sleep(d / 10)
 	}
 }
+
+// TestExpiryDoesNotRefuseTheRefill: the read that finds a key just expired
+// makes Redis report the expiry, which arrives while the key is loading;
+// that report alone must not keep the load from being stored, or every
+// expiry would cost each process a second load.
+func TestExpiryDoesNotRefuseTheRefill(t *testing.T) {
+	const ttl = 100 * time.Millisecond
+	e := newEnv(t, tiered.Options{TTLJitter: -1}, tiered.TTL(ttl))
+	ctx := context.Background()
+	var loads atomic.Int32
+	load := func(_ context.Context, id string) (User, error) {
+		loads.Add(1)
+		time.Sleep(10 * time.Millisecond) // the database
+		return User{ID: id}, nil
+	}
+	const rounds = 5
+	for range rounds {
+		if _, err := e.users.Fetch(ctx, "1", load); err != nil {
+			t.Fatal(err)
+		}
+		waitPast(ttl + 20*time.Millisecond)
+	}
+	if s := cacheStats(e.client, "user"); s.FillsRefused != 0 || loads.Load() != rounds {
+		t.Fatalf("%d loads for %d expiries, %d fills refused", loads.Load(), rounds, s.FillsRefused)
+	}
+}

@@ -16,6 +16,7 @@ type manyItem struct {
 	id, key string
 	h       uint64
 	s       local.Stamp
+	absent  bool // Redis held no key (see read.absent)
 }
 
 // FetchMany returns the values of ids (the template's batch pattern): those
@@ -97,6 +98,7 @@ func (c *Cache[V]) readMany(ctx context.Context, pending []manyItem, out map[str
 	}
 	rest := pending[:0]
 	for i, it := range pending {
+		it.absent = vals[i] == nil
 		if vals[i] != nil {
 			hd, f := c.fromRedis(&read[V]{key: it.key, h: it.h, co: co}, it.s, vals[i], 0)
 			switch f {
@@ -179,7 +181,8 @@ func (c *Cache[V]) loadManyLeased(ctx context.Context, pending []manyItem, load 
 				stored, encErr = c.seal(it.key, data)
 			}
 		}
-		if (!ok && !absent) || encErr != nil || c.stamp(it.h) != loading[i] {
+		r := &read[V]{h: it.h, co: co, absent: it.absent}
+		if (!ok && !absent) || encErr != nil || !c.unchanged(r, loading[i]) {
 			if (ok || absent) && encErr == nil {
 				c.counters.fillsRefused.inc()
 			}

@@ -73,6 +73,12 @@ func (s Stamp) follows(prev Stamp, n uint64) bool {
 	return s.epoch == prev.epoch && s.gen == prev.gen+n
 }
 
+// Within reports whether s was taken after at most n Invalidates of the
+// stripe that prev was taken of, with no Flush between.
+func (s Stamp) Within(prev Stamp, n uint64) bool {
+	return s.epoch == prev.epoch && s.gen-prev.gen <= n
+}
+
 // AppendTo appends a compact encoding of s to dst: two stamps append the
 // same bytes exactly when they are equal, so work can be keyed by the
 // generation it started from.
