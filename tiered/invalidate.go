@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tieredcache/tieredcache/internal/bus"
 	"github.com/tieredcache/tieredcache/internal/lock"
 	"github.com/tieredcache/tieredcache/internal/observe"
 	"github.com/tieredcache/tieredcache/internal/wire"
@@ -155,7 +155,7 @@ func serverIDs(ctx context.Context, rdb redis.UniversalClient) (map[string]bool,
 		if err != nil {
 			return err
 		}
-		id := runID(info)
+		id := bus.RunID(info)
 		if id == "" {
 			return errors.New("INFO server shows no run_id")
 		}
@@ -171,15 +171,6 @@ func serverIDs(ctx context.Context, rdb redis.UniversalClient) (map[string]bool,
 		return ids, r.ForEachMaster(ctx, add)
 	}
 	return nil, errors.New("unknown client type")
-}
-
-func runID(info string) string {
-	for line := range strings.Lines(info) {
-		if id, ok := strings.CutPrefix(line, "run_id:"); ok {
-			return strings.TrimSpace(id)
-		}
-	}
-	return ""
 }
 
 // subset reports whether every id of a is in b.

@@ -14,11 +14,12 @@ import (
 // the keys written in the window before it makes the next reads load from
 // the source of truth. Deleting is always safe for a cache.
 type recentWrites struct {
-	mu     sync.Mutex
-	keys   []string
-	at     []int64 // Unix nanoseconds, parallel to keys
-	next   int     // ring position of the next write
-	filled bool
+	mu      sync.Mutex
+	keys    []string
+	at      []int64 // Unix nanoseconds, parallel to keys
+	max     int     // the ring's size, reached as writes come
+	next    int     // once full, the position the next write overwrites
+	wrapped bool    // a write was overwritten: the ring no longer reaches back to the first
 }
 
 // recentWindow is how far back a gap reaches: longer than the time a
@@ -28,20 +29,19 @@ func recentWindow(o Options) time.Duration {
 	return max(10*time.Second, 4*o.HealthCheckInterval)
 }
 
-func newRecentWrites(n int) *recentWrites {
-	return &recentWrites{keys: make([]string, n), at: make([]int64, n)}
-}
+func newRecentWrites(n int) *recentWrites { return &recentWrites{max: max(n, 1)} }
 
 // add records writes of keys, now.
 func (r *recentWrites) add(keys ...string) {
 	now := time.Now().UnixNano()
 	r.mu.Lock()
 	for _, k := range keys {
-		r.keys[r.next], r.at[r.next] = k, now
-		r.next++
-		if r.next == len(r.keys) {
-			r.next, r.filled = 0, true
+		if len(r.keys) < r.max {
+			r.keys, r.at = append(r.keys, k), append(r.at, now)
+			continue
 		}
+		r.keys[r.next], r.at[r.next] = k, now
+		r.next, r.wrapped = (r.next+1)%r.max, true
 	}
 	r.mu.Unlock()
 }
@@ -53,20 +53,16 @@ func (r *recentWrites) since(t time.Time) (keys []string, complete bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	seen := make(map[string]struct{})
-	n := r.next
-	if r.filled {
-		n = len(r.keys)
-	}
-	complete = true
-	for i := 1; i <= n; i++ {
-		j := (r.next - i + len(r.keys)) % len(r.keys)
+	n := len(r.keys)
+	for i := 1; i <= n; i++ { // newest first
+		j := (r.next - i + n) % n
 		if r.at[j] < cut {
-			return keys, complete
+			return keys, true
 		}
 		if _, dup := seen[r.keys[j]]; !dup {
 			seen[r.keys[j]] = struct{}{}
 			keys = append(keys, r.keys[j])
 		}
 	}
-	return keys, !r.filled
+	return keys, !r.wrapped
 }

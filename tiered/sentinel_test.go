@@ -1,7 +1,6 @@
 package tiered_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -271,7 +270,7 @@ type sentinelProcess struct {
 	name   string
 	client *tiered.Client
 	cache  *tiered.Cache[sentinelValue]
-	logs   *sentinelLogs
+	logs   *syncBuffer
 }
 
 // process starts a Client with its own failover client, under prefix.
@@ -281,7 +280,7 @@ func (s *sentinelSetup) process(t *testing.T, name, prefix string) *sentinelProc
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &sentinelProcess{name: name, logs: &sentinelLogs{}}
+	p := &sentinelProcess{name: name, logs: &syncBuffer{}}
 	p.client, err = tiered.New(tiered.Options{
 		Redis:  s.failoverClient(t),
 		Keys:   kb,
@@ -315,23 +314,6 @@ func (s *sentinelSetup) process(t *testing.T, name, prefix string) *sentinelProc
 func (p *sentinelProcess) flushes() uint64 {
 	st := p.client.Stats()
 	return st.FlushesGap + st.FlushesDown
-}
-
-type sentinelLogs struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *sentinelLogs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *sentinelLogs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // sentinelAwait polls cond until it returns nil, and fails the test with

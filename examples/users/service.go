@@ -275,14 +275,23 @@ type userUpdate struct {
 	Name  *string `json:"name"`
 }
 
-func (a *app) createUser(w http.ResponseWriter, r *http.Request) {
-	var in userCreate
+// readUserCreate reads and validates a full user (POST, PUT), answering
+// the request itself when it is not one.
+func readUserCreate(w http.ResponseWriter, r *http.Request) (in userCreate, name string, ok bool) {
 	if !readJSON(w, r, &in) {
-		return
+		return in, "", false
 	}
-	name, ok := validName(in.Name)
+	name, ok = validName(in.Name)
 	if !ok || !validEmail(in.Email) {
 		detail(w, http.StatusUnprocessableEntity, "email must be an email address and name 1 to 100 characters")
+		return in, "", false
+	}
+	return in, name, true
+}
+
+func (a *app) createUser(w http.ResponseWriter, r *http.Request) {
+	in, name, ok := readUserCreate(w, r)
+	if !ok {
 		return
 	}
 	u, err := a.db.create(r.Context(), in.Email, name)
@@ -302,13 +311,8 @@ func (a *app) replaceUser(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var in userCreate
-	if !readJSON(w, r, &in) {
-		return
-	}
-	name, ok := validName(in.Name)
-	if !ok || !validEmail(in.Email) {
-		detail(w, http.StatusUnprocessableEntity, "email must be an email address and name 1 to 100 characters")
+	in, name, ok := readUserCreate(w, r)
+	if !ok {
 		return
 	}
 	ctx := r.Context()

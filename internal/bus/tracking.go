@@ -112,11 +112,11 @@ func serverID(ctx context.Context, cn *redis.Conn) string {
 	if err != nil {
 		return ""
 	}
-	return runID(info)
+	return RunID(info)
 }
 
-// runID finds the run_id field of an INFO reply.
-func runID(info string) string {
+// RunID finds the run_id field of an INFO reply: "" when there is none.
+func RunID(info string) string {
 	for line := range strings.Lines(info) {
 		if id, ok := strings.CutPrefix(line, "run_id:"); ok {
 			return strings.TrimSpace(id)

@@ -132,7 +132,7 @@ func (b *Bus) followServer(links map[string]*link) {
 		ctx, cancel := context.WithTimeout(b.ctx, 2*b.cfg.PingInterval)
 		info, err := rdb.Info(ctx, "server").Result()
 		cancel()
-		if theirs := runID(info); err != nil || theirs == "" || theirs == mine {
+		if theirs := RunID(info); err != nil || theirs == "" || theirs == mine {
 			return
 		}
 		links[addr] = b.addTrackingLink(rdb.Options(), true)

@@ -179,32 +179,8 @@ func (l *Leaser) Acquire(ctx context.Context, valueKey string) (*Lease, error) {
 // (replacing) stores nothing if another writer, one that takes no lease
 // (another service), changed it meanwhile.
 func (l *Leaser) Take(ctx context.Context, valueKey string) (*Lease, error) {
-	token, err := randomToken()
-	if err != nil {
-		return nil, err
-	}
-	le := &Lease{l: l, key: Key(valueKey), valueKey: valueKey}
-	err = l.call(ctx, func(ctx context.Context) error {
-		fp, err := takeScript.Run(ctx, l.rdb, []string{le.key, valueKey}, token, l.cfg.TTL.Milliseconds()).Text()
-		le.token = token + "|" + fp
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("lock: take lease on %s: %w", valueKey, err)
-	}
-	return le, nil
+	return l.fingerprinted(ctx, valueKey, false)
 }
-
-// takeScript sets the lease (KEYS[1]) to the token ARGV[1] and the SHA-1
-// of the value key's (KEYS[2]) current value, for ARGV[2] ms, and returns
-// that fingerprint ("" for no value).
-var takeScript = redis.NewScript(`
-local v = redis.call('GET', KEYS[2])
-local fp = ''
-if v then fp = redis.sha1hex(v) end
-redis.call('SET', KEYS[1], ARGV[1] .. '|' .. fp, 'PX', ARGV[2])
-return fp
-`)
 
 // Claim takes the lease on valueKey for a refresh of the value it holds,
 // if nobody holds the lease: it returns ErrHeld otherwise, so that one
@@ -212,14 +188,24 @@ return fp
 // Like Take's, the lease remembers a fingerprint of the value, and a
 // replacing fill stores nothing if another writer changed it meanwhile.
 func (l *Leaser) Claim(ctx context.Context, valueKey string) (*Lease, error) {
+	return l.fingerprinted(ctx, valueKey, true)
+}
+
+// fingerprinted takes a lease that remembers the SHA-1 of the value it was
+// taken over (Take), or with ifFree only when nobody holds it (Claim).
+func (l *Leaser) fingerprinted(ctx context.Context, valueKey string, ifFree bool) (*Lease, error) {
 	token, err := randomToken()
 	if err != nil {
 		return nil, err
 	}
 	le := &Lease{l: l, key: Key(valueKey), valueKey: valueKey}
+	onlyIfFree, verb := "0", "take"
+	if ifFree {
+		onlyIfFree, verb = "1", "claim"
+	}
 	held := false
 	err = l.call(ctx, func(ctx context.Context) error {
-		fp, err := claimScript.Run(ctx, l.rdb, []string{le.key, valueKey}, token, l.cfg.TTL.Milliseconds()).Text()
+		fp, err := takeScript.Run(ctx, l.rdb, []string{le.key, valueKey}, token, l.cfg.TTL.Milliseconds(), onlyIfFree).Text()
 		if errors.Is(err, redis.Nil) {
 			held = true
 			return nil // Redis answered; the lease is just taken
@@ -229,21 +215,27 @@ func (l *Leaser) Claim(ctx context.Context, valueKey string) (*Lease, error) {
 	})
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("lock: claim lease on %s: %w", valueKey, err)
+		return nil, fmt.Errorf("lock: %s lease on %s: %w", verb, valueKey, err)
 	case held:
 		return nil, ErrHeld
 	}
 	return le, nil
 }
 
-// claimScript is takeScript when the lease (KEYS[1]) is free; it replies
-// nil when it is held.
-var claimScript = redis.NewScript(`
+// takeScript sets the lease (KEYS[1]) to the token ARGV[1] and the SHA-1
+// of the value key's (KEYS[2]) current value, for ARGV[2] ms, and returns
+// that fingerprint ("" for no value). With ARGV[3] "1" it does so only if
+// the lease is free, and replies nil when it is held.
+var takeScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[2])
 local fp = ''
 if v then fp = redis.sha1hex(v) end
-if redis.call('SET', KEYS[1], ARGV[1] .. '|' .. fp, 'NX', 'PX', ARGV[2]) then return fp end
-return false
+if ARGV[3] == '1' then
+  if not redis.call('SET', KEYS[1], ARGV[1] .. '|' .. fp, 'NX', 'PX', ARGV[2]) then return false end
+else
+  redis.call('SET', KEYS[1], ARGV[1] .. '|' .. fp, 'PX', ARGV[2])
+end
+return fp
 `)
 
 // AcquireMany tries once to take the leases on valueKeys in one pipelined
