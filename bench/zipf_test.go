@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -50,6 +51,7 @@ type zipfInstance struct {
 type zipfCounts struct {
 	l1, l2, miss                   uint64
 	dropped, rejected, invalidated uint64
+	refetched                      uint64
 }
 
 // zipfImpl is one implementation under the workload.
@@ -81,36 +83,10 @@ func BenchmarkZipf(b *testing.B) {
 	prefix := redistest.Prefix(b)
 	admin := adminClient(b)
 	impls := []zipfImpl{
-		{"tiered", func(b *testing.B, ids []string, users []User) ([]zipfInstance, func() zipfCounts) {
-			var clients []*tiered.Client
-			var insts []zipfInstance
-			for i := range zipfInstances {
-				c := newTiered(b, redisClient(b), prefix, "zipf-"+strconv.Itoa(i))
-				u := newUsers(b, c)
-				if i == 0 {
-					prefill(b, prefix+":tenant-global:user:", ":v1", ids, users, func(u User) ([]byte, error) {
-						return json.Marshal(u)
-					})
-				}
-				get := u.Wrap(func(ctx context.Context, id string) (User, error) { return users[zipfIndex(id)], nil })
-				clients = append(clients, c)
-				insts = append(insts, zipfInstance{
-					read:  func(ctx context.Context, k int) error { _, err := get(ctx, ids[k]); return err },
-					write: func(ctx context.Context, k int) error { return u.Set(ctx, ids[k], users[k]) },
-				})
-			}
-			return insts, func() (z zipfCounts) {
-				for _, c := range clients {
-					st := c.Stats()
-					z.dropped += st.L1Dropped
-					z.rejected += st.L1Rejected
-					z.invalidated += st.InvalidationsReceived
-					s := cacheStats(c, "user")
-					z.l1, z.l2, z.miss = z.l1+s.HitsL1, z.l2+s.HitsL2, z.miss+s.Misses
-				}
-				return z
-			}
-		}},
+		{"tiered", zipfTiered(prefix)},
+		// Under a prefix of its own: the first Clients, still subscribed,
+		// must not hear its writes.
+		{"tiered-refetch", zipfTiered(prefix+"-refetch", func(o *tiered.Options) { o.RefetchInvalidated = true })},
 		{"go-redis-cache", func(b *testing.B, ids []string, users []User) ([]zipfInstance, func() zipfCounts) {
 			var grcs []*gcache.Cache
 			var insts []zipfInstance
@@ -212,7 +188,7 @@ func BenchmarkZipf(b *testing.B) {
 			n := float64(reads.Load() - readsBefore)
 			l2, miss := float64(after.l2-before.l2), float64(after.miss-before.miss)
 			l1 := float64(after.l1 - before.l1)
-			if im.name != "tiered" {
+			if !strings.HasPrefix(im.name, "tiered") {
 				l1 = n - l2 - miss // local hits and coalesced reads
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
@@ -223,7 +199,8 @@ func BenchmarkZipf(b *testing.B) {
 				b.ReportMetric(100*l2/n, "l2-hit-%")
 				b.ReportMetric(100*miss/n, "miss-%")
 			}
-			if im.name == "tiered" {
+			if strings.HasPrefix(im.name, "tiered") {
+				b.ReportMetric(float64(after.refetched-before.refetched)/float64(b.N), "refetch/op")
 				b.ReportMetric(float64(after.dropped-before.dropped)/float64(b.N), "l1-dropped/op")
 				b.ReportMetric(float64(after.rejected-before.rejected)/float64(b.N), "l1-rejected/op")
 				b.ReportMetric(float64(after.invalidated-before.invalidated)/float64(b.N), "inval-recv/op")
@@ -292,4 +269,39 @@ func prefill(b *testing.B, prefix, suffix string, ids []string, users []User, en
 			})
 		}
 	})
+}
+
+// zipfTiered is ours under the workload, its Options changed by mut.
+func zipfTiered(prefix string, mut ...func(*tiered.Options)) func(*testing.B, []string, []User) ([]zipfInstance, func() zipfCounts) {
+	return func(b *testing.B, ids []string, users []User) ([]zipfInstance, func() zipfCounts) {
+		var clients []*tiered.Client
+		var insts []zipfInstance
+		for i := range zipfInstances {
+			c := newTiered(b, redisClient(b), prefix, "zipf-"+strconv.Itoa(i), mut...)
+			u := newUsers(b, c)
+			if i == 0 {
+				prefill(b, prefix+":tenant-global:user:", ":v1", ids, users, func(u User) ([]byte, error) {
+					return json.Marshal(u)
+				})
+			}
+			get := u.Wrap(func(ctx context.Context, id string) (User, error) { return users[zipfIndex(id)], nil })
+			clients = append(clients, c)
+			insts = append(insts, zipfInstance{
+				read:  func(ctx context.Context, k int) error { _, err := get(ctx, ids[k]); return err },
+				write: func(ctx context.Context, k int) error { return u.Set(ctx, ids[k], users[k]) },
+			})
+		}
+		return insts, func() (z zipfCounts) {
+			for _, c := range clients {
+				st := c.Stats()
+				z.dropped += st.L1Dropped
+				z.rejected += st.L1Rejected
+				z.invalidated += st.InvalidationsReceived
+				s := cacheStats(c, "user")
+				z.l1, z.l2, z.miss = z.l1+s.HitsL1, z.l2+s.HitsL2, z.miss+s.Misses
+				z.refetched += s.Refetches
+			}
+			return z
+		}
+	}
 }

@@ -123,6 +123,7 @@ func (c *Cache[V]) install(h uint64, key string, hd *held[V], size int, ttl time
 	if c.noL1 {
 		return
 	}
+	hd.owner = c
 	if c.c.l1.Install(h, key, hd, int64(size), c.c.l1TTL(ttl, degraded), s) &&
 		(c.c.store == nil || degraded || c.c.degraded.Load()) {
 		// ristretto applies a new key asynchronously. Without Redis (L1-only

@@ -55,6 +55,10 @@ type Client struct {
 	downSeen chan struct{}
 	downOnce sync.Once
 
+	// refetching bounds the refetches of invalidated keys under way
+	// (Options.RefetchInvalidated): one token each.
+	refetching chan struct{}
+
 	// tracking is set while Redis reports modified keys itself (see
 	// bus.Bus): writes then publish nothing.
 	tracking     atomic.Bool
@@ -173,6 +177,9 @@ func (c *Client) connect(o Options) error {
 	c.replayKick = make(chan struct{}, 1)
 	c.replayNow = make(chan struct{}, 1)
 	c.recent = newRecentWrites(o.MaxPendingInvalidations)
+	if o.RefetchInvalidated {
+		c.refetching = make(chan struct{}, refetchConcurrency)
+	}
 	c.replayDone = make(chan struct{})
 	return nil
 }
@@ -247,7 +254,6 @@ func (c *Client) Close() error {
 // l1Invalidate drops a key's in-process copy and fails installs under way.
 func (c *Client) l1Invalidate(h uint64) { c.l1.Invalidate(h) }
 
-// flushL1 makes every in-process copy read as a miss.
 // flushL1 makes every in-process copy read as a miss, reports it to the
 // observer, and counts it under reason (nil: not counted).
 func (c *Client) flushL1(reason *counter) {
@@ -316,6 +322,7 @@ func (c *Client) Stats() Stats {
 		PendingInvalidations:   c.pending.len(),
 		LostInvalidations:      c.counters.lostInvalidations.load(),
 		ReplayedInvalidations:  c.counters.replayed.load(),
+		RefetchesSkipped:       c.counters.refetchesSkipped.load(),
 	}
 	if c.bus != nil {
 		s.InvalidationMode = c.bus.Mode()

@@ -137,42 +137,54 @@ type l2Hit[V any] struct{ v V }
 func (c *Cache[V]) fetchShared(ctx context.Context, key string, h uint64, ld loader[V], co call) (V, tier, error) {
 	var zero V
 	r := &read[V]{key: key, h: h, co: co, s: c.stamp(h), ld: ld}
+	fk := flightKey(key, r.s, co.reload)
+	for {
+		leader := false
+		ch := c.group.DoChan(fk, func() (v any, err error) {
+			leader = true
+			// singleflight re-panics on a new goroutine, which nothing can
+			// recover: every panic of the load path ends here as an error.
+			defer c.recoverFlight(&err)
+			if !c.c.enter() {
+				return nil, ErrClosed
+			}
+			defer c.c.leave()
+			return c.flight(ctx, r)
+		})
+		select {
+		case res := <-ch:
+			// The receive orders this read after the flight, which wrote
+			// leader if it was this caller's.
+			switch {
+			case errors.Is(res.Err, errNotRefetched):
+				continue // a refetch found nothing to share: load
+			case !leader:
+				c.counters.coalesced.inc()
+			}
+			if res.Err != nil {
+				return zero, tierNone, res.Err
+			}
+			if hit, ok := res.Val.(l2Hit[V]); ok {
+				return hit.v, tierL2, nil
+			}
+			v, _ := res.Val.(V) // comma-ok: a nil interface value is a valid V
+			return v, tierNone, nil
+		case <-ctx.Done():
+			return zero, tierNone, fmt.Errorf("tiered: fetch %s: %w", key, ctx.Err())
+		}
+	}
+}
+
+// flightKey is the key of the flight of a read of key stamped s: a read
+// joins only a flight of its own generation, and a reload (Reload) only
+// another reload.
+func flightKey(key string, s local.Stamp, reload bool) string {
 	fk := make([]byte, 0, len(key)+24)
-	if co.reload {
-		// A refresh must not be served by an ordinary read's flight.
+	if reload {
+		// A reload must not be served by an ordinary read's flight.
 		fk = append(fk, "refresh\x00"...)
 	}
-	fk = r.s.AppendTo(append(append(fk, key...), 0))
-	leader := false
-	ch := c.group.DoChan(string(fk), func() (v any, err error) {
-		leader = true
-		// singleflight re-panics on a new goroutine, which nothing can
-		// recover: every panic of the load path ends here as an error.
-		defer c.recoverFlight(&err)
-		if !c.c.enter() {
-			return nil, ErrClosed
-		}
-		defer c.c.leave()
-		return c.flight(ctx, r)
-	})
-	select {
-	case res := <-ch:
-		// The receive orders this read after the flight, which wrote leader
-		// if it was this caller's.
-		if !leader {
-			c.counters.coalesced.inc()
-		}
-		if res.Err != nil {
-			return zero, tierNone, res.Err
-		}
-		if hit, ok := res.Val.(l2Hit[V]); ok {
-			return hit.v, tierL2, nil
-		}
-		v, _ := res.Val.(V) // comma-ok: a nil interface value is a valid V
-		return v, tierNone, nil
-	case <-ctx.Done():
-		return zero, tierNone, fmt.Errorf("tiered: fetch %s: %w", key, ctx.Err())
-	}
+	return string(s.AppendTo(append(append(fk, key...), 0)))
 }
 
 // recoverFlight, deferred in a flight, turns a panic into a *PanicError.

@@ -17,6 +17,9 @@ type held[V any] struct {
 	fresh  int64 // when its TTL ends, in Unix nanoseconds; 0: never or unknown
 	took   int64 // how long its load took here, in nanoseconds; 0: unknown
 	absent bool  // a cached absence: reads return ErrNotFound
+	// owner is the cache that installed it, which can read it again
+	// (Options.RefetchInvalidated).
+	owner *Cache[V]
 }
 
 // freshness is a cache's early refresh, stale serving and negative caching.

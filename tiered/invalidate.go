@@ -96,7 +96,11 @@ func (h busHandler) Malformed(err error) {
 func (c *Client) invalidate(keys []string) {
 	for _, k := range keys {
 		hash := c.hashString(k)
-		c.l1Invalidate(hash)
+		if c.refetching != nil {
+			c.dropAndRefetch(hash, k)
+		} else {
+			c.l1Invalidate(hash)
+		}
 		c.wake.wake(hash)
 	}
 	observe.Invalidated(keys)

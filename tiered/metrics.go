@@ -109,6 +109,11 @@ var (
 	descRefreshes = prometheus.NewDesc("cache_refreshes_total",
 		"Background refreshes (early or of stale values) this process ran, by resource type and outcome.",
 		[]string{"resource_type", "outcome"}, nil)
+	descRefetches = prometheus.NewDesc("cache_refetches_total",
+		"Keys read again from Redis after a reported change, because they were in use here (RefetchInvalidated), by resource type.",
+		[]string{"resource_type"}, nil)
+	descRefetchesSkipped = prometheus.NewDesc("cache_refetches_skipped_total",
+		"Changed keys in use here that were only dropped, not read again, because enough refetches were under way.", nil, nil)
 	descPublished = prometheus.NewDesc("cache_invalidations_published_total",
 		"Invalidation messages published.", nil, nil)
 	descReceived = prometheus.NewDesc("cache_invalidations_received_total",
@@ -208,7 +213,7 @@ func (col *collector) detach(c *Client) {
 func (col *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descHits, descMisses, descLoads, descLoadErrors, descCoalesced, descLeases,
-		descDecodeErrors, descFillsRefused, descTooLarge, descDegraded, descNegative, descStale, descRefreshes, descPublished, descReceived, descMalformed,
+		descDecodeErrors, descFillsRefused, descTooLarge, descDegraded, descNegative, descStale, descRefreshes, descRefetches, descRefetchesSkipped, descPublished, descReceived, descMalformed,
 		descFlushes, descAdmissions, descEvictions, descL1Bytes, descRedisErrors, descRedisUp,
 		descBreakerOpen, descBreakerRejections, descPending, descReplayed, descLost, descMode,
 	} {
@@ -297,7 +302,9 @@ func (c *Client) addSeries(s series) {
 		add(descStale, cs.StaleServed, r)
 		add(descRefreshes, cs.Refreshes-min(cs.Refreshes, cs.RefreshErrors), r, "ok")
 		add(descRefreshes, cs.RefreshErrors, r, "error")
+		add(descRefetches, cs.Refetches, r)
 	}
+	add(descRefetchesSkipped, st.RefetchesSkipped)
 	add(descPublished, st.InvalidationsPublished)
 	add(descReceived, st.InvalidationsReceived)
 	add(descMalformed, st.MalformedMessages)

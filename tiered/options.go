@@ -116,6 +116,18 @@ type Options struct {
 	// BreakerDisabled turns the breaker off: every call goes to Redis.
 	BreakerDisabled bool
 
+	// RefetchInvalidated makes a key that Redis reports changed (another
+	// process's write, this process's own, another service's) read again
+	// from Redis at once, in the background, when this process held it and
+	// had served it since it was cached: the next read of a key in use then
+	// hits in-process instead of waiting for Redis. A read that comes while
+	// the refetch runs shares it. The refetch is an ordinary fenced read, so
+	// it never brings back a value older than the change. It costs one
+	// Redis read per change of a key in use here, at most one per read the
+	// key served, and at most 64 run at once (beyond, the key is only
+	// dropped, as without the option). Default: off.
+	RefetchInvalidated bool
+
 	// MaxPendingInvalidations bounds the keys remembered when a Set or
 	// Delete fails on Redis, to be deleted and invalidated when it returns.
 	// Beyond it invalidations are lost (counted and logged). Default: 100000.

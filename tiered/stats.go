@@ -50,6 +50,7 @@ type cacheCounters struct {
 	staleServed   counter
 	refreshes     counter
 	refreshErrors counter
+	refetches     counter
 }
 
 // CacheStats is a snapshot of one Cache's counters since it was made.
@@ -89,6 +90,9 @@ type CacheStats struct {
 	// Refreshes, background refreshes this process ran (EarlyRefresh,
 	// ServeStale); RefreshErrors, those whose load failed.
 	StaleServed, Refreshes, RefreshErrors uint64
+	// Refetches counts keys read again from Redis after a reported change
+	// (Options.RefetchInvalidated), counted once the read is over.
+	Refetches uint64
 }
 
 func (c *cacheCounters) snapshot(resource string) CacheStats {
@@ -101,6 +105,7 @@ func (c *cacheCounters) snapshot(resource string) CacheStats {
 		DecodeErrors: c.decodeErrors.load(), FillsRefused: c.fillsRefused.load(), TooLarge: c.tooLarge.load(), DegradedLoads: c.degradedLoads.load(),
 		NegativeHits: c.negativeHits.load(), StaleServed: c.staleServed.load(),
 		Refreshes: c.refreshes.load(), RefreshErrors: c.refreshErrors.load(),
+		Refetches: c.refetches.load(),
 	}
 }
 
@@ -112,6 +117,7 @@ type clientCounters struct {
 	redisErrors                    [len(redisOps)]counter
 	breakerOpened, breakerRejected counter
 	lostInvalidations, replayed    counter
+	refetchesSkipped               counter
 }
 
 // redisOps are the Redis operations whose failures are counted.
@@ -171,6 +177,10 @@ type Stats struct {
 	// dropped because MaxPendingInvalidations was reached.
 	PendingInvalidations                     int
 	ReplayedInvalidations, LostInvalidations uint64
+	// RefetchesSkipped counts changed keys in use here that were only
+	// dropped, not read again, because 64 refetches were under way
+	// (Options.RefetchInvalidated).
+	RefetchesSkipped uint64
 	// Caches holds one entry per Cache, in creation order.
 	Caches []CacheStats
 }

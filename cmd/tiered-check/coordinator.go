@@ -37,6 +37,7 @@ type options struct {
 	ttl, l1ttl           time.Duration
 	early                float64
 	stale                time.Duration
+	refetch              bool
 	loaderMax, slowMax   time.Duration
 	writeEvery           time.Duration
 	settle               time.Duration
@@ -303,7 +304,7 @@ func (c *coordinator) startWorkers(ctx context.Context, res *result, slow []wind
 		cfg := workerConfig{
 			ID: i, Procs: o.procs, Keys: o.keys,
 			CacheAddr: res.cacheAddr, TruthAddr: res.truthAddr, Prefix: c.prefix,
-			TTL: o.ttl, L1TTL: o.l1ttl, Early: o.early, Stale: o.stale, LoaderMax: o.loaderMax, SlowMax: o.slowMax, Slow: slow,
+			TTL: o.ttl, L1TTL: o.l1ttl, Early: o.early, Stale: o.stale, Refetch: o.refetch, LoaderMax: o.loaderMax, SlowMax: o.slowMax, Slow: slow,
 			Readers: o.readers, WriteEvery: o.writeEvery, Seed: o.seed + uint64(i)*7919,
 			LogPath: filepath.Join(c.dir, fmt.Sprintf("worker-%d.jsonl", i)), Verbose: o.verbose,
 		}

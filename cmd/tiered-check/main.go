@@ -48,6 +48,7 @@ func main() {
 	flag.DurationVar(&o.l1ttl, "l1ttl", 100*time.Millisecond, "the Client's L1TTL")
 	flag.Float64Var(&o.early, "early-refresh", 0, "EarlyRefresh's beta for the workers' cache (0: off)")
 	flag.DurationVar(&o.stale, "serve-stale", 0, "ServeStale's window for the workers' cache (0: off)")
+	flag.BoolVar(&o.refetch, "refetch", false, "RefetchInvalidated for the workers' Clients")
 	flag.DurationVar(&o.loaderMax, "loader-max", 100*time.Millisecond, "the loader sleeps a random 0..loader-max after reading the truth")
 	flag.DurationVar(&o.slowMax, "slow-max", 0, "the loader's limit during a slow-loaders fault (default 10 x loader-max)")
 	flag.DurationVar(&o.writeEvery, "write-every", 50*time.Millisecond, "mean pause between two writes of one writer (uniform 0..2x)")

@@ -34,6 +34,7 @@ type workerConfig struct {
 	L1TTL      time.Duration
 	Early      float64       // EarlyRefresh's beta; 0: off
 	Stale      time.Duration // ServeStale's window; 0: off
+	Refetch    bool          // Options.RefetchInvalidated
 	LoaderMax  time.Duration
 	SlowMax    time.Duration
 	Slow       []window // slow-loader windows, relative to the start
@@ -139,6 +140,8 @@ func workerMain(cfg workerConfig) error {
 		TTL:    cfg.TTL,
 		L1TTL:  cfg.L1TTL,
 		Logger: logger,
+
+		RefetchInvalidated: cfg.Refetch,
 	})
 	if err != nil {
 		return err

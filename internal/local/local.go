@@ -65,6 +65,10 @@ func entryBudget(maxBytes, counters int64) int64 {
 // Stamp records a key's stripe generation and the cache epoch at one moment.
 type Stamp struct {
 	gen, epoch uint64
+	// inUse is set by Replace when the entry it dropped had been returned
+	// by a lookup: an Install under the stamp counts as read already (see
+	// InvalidateRead), as the value it replaces did.
+	inUse bool
 }
 
 // follows reports whether s was taken right after exactly n Invalidates
@@ -100,6 +104,8 @@ type entry[V any] struct {
 	// known to be current: it was installed then, or a lookup found no
 	// invalidation of its key since.
 	gen atomic.Uint64
+	// read says a lookup returned the entry: the key is in use here.
+	read atomic.Bool
 }
 
 type stripe[V any] struct {
@@ -278,6 +284,9 @@ func (c *Cache[V]) Get(h uint64, key []byte) (v V, ok bool) {
 	if e.expires != 0 && c.now.Load() >= e.expires {
 		return v, false
 	}
+	if !e.read.Load() {
+		e.read.Store(true)
+	}
 	return e.val, true
 }
 
@@ -308,6 +317,7 @@ func (c *Cache[V]) Install(h uint64, key string, v V, cost int64, ttl time.Durat
 	}
 	e := &entry[V]{key: key, val: v, epoch: s.epoch}
 	e.gen.Store(s.gen)
+	e.read.Store(s.inUse)
 	cost += int64(len(key)) + entryOverhead
 	if ttl > 0 {
 		// A tick early: the clock lookups read lags by up to one.
@@ -334,6 +344,56 @@ func (c *Cache[V]) Invalidate(h uint64) {
 	st := c.stripe(h)
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	c.invalidate(st, h)
+}
+
+// InvalidateRead is Invalidate that also returns the value the cache held
+// for key (hash h) if a lookup returned it since it was installed: a key
+// in use, which a caller may want to read again at once.
+func (c *Cache[V]) InvalidateRead(h uint64, key string) (v V, read bool) {
+	st := c.stripe(h)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if e := c.held(st, h); e != nil && e.key == key && e.read.Load() {
+		v, read = e.val, true
+	}
+	c.invalidate(st, h)
+	return v, read
+}
+
+// read reports whether the entry held for hash h, of stripe st, whose lock
+// is held, was returned by a lookup since it was installed.
+func (c *Cache[V]) read(st *stripe[V], h uint64) bool {
+	e := c.held(st, h)
+	return e != nil && e.read.Load()
+}
+
+// held returns the entry held for hash h, of stripe st, whose lock is
+// held: the stripe's latest install, or what ristretto has; nil if none,
+// or if it predates a Flush.
+func (c *Cache[V]) held(st *stripe[V], h uint64) *entry[V] {
+	if r := st.recent.Load(); r != nil && c.HashString(r.key) == h {
+		return c.unflushed(r)
+	}
+	if !c.enter(st) {
+		return nil
+	}
+	e, _ := c.rc.Get(h)
+	st.busy.Add(-1)
+	return c.unflushed(e)
+}
+
+// unflushed returns e unless it is nil or predates a Flush.
+func (c *Cache[V]) unflushed(e *entry[V]) *entry[V] {
+	if e == nil || e.epoch != c.epoch.Load() {
+		return nil
+	}
+	return e
+}
+
+// invalidate drops the key whose hash is h, of stripe st, whose lock is
+// held, and moves the stripe's generation.
+func (c *Cache[V]) invalidate(st *stripe[V], h uint64) {
 	st.invalidated[(st.gen.Load()+1)%ringSize].Store(h)
 	st.gen.Add(1)
 	st.recent.Store(nil)
@@ -348,16 +408,23 @@ func (c *Cache[V]) Invalidate(h uint64) {
 // it and now installs what it wrote: after[i] is the stamp to install key
 // i with, and ok[i] is false where another write or invalidation of the
 // key's stripe came in meanwhile, so the writer's value may not be the
-// latest and must not be installed.
+// latest and must not be installed. An entry installed under after[i]
+// counts as read if the one dropped had been (see InvalidateRead).
 func (c *Cache[V]) Replace(hs []uint64, before []Stamp) (after []Stamp, ok []bool) {
 	perStripe := make(map[int]uint64, len(hs))
-	for _, h := range hs {
-		c.Invalidate(h)
+	inUse := make([]bool, len(hs))
+	for i, h := range hs {
+		st := c.stripe(h)
+		st.mu.Lock()
+		inUse[i] = c.read(st, h)
+		c.invalidate(st, h)
+		st.mu.Unlock()
 		perStripe[stripeOf(h)]++
 	}
 	after, ok = make([]Stamp, len(hs)), make([]bool, len(hs))
 	for i, h := range hs {
 		after[i] = c.Stamp(h)
+		after[i].inUse = inUse[i]
 		ok[i] = after[i].follows(before[i], perStripe[stripeOf(h)])
 	}
 	return after, ok

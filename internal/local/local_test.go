@@ -266,3 +266,57 @@ func TestInstallIsVisibleAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestInvalidateReadReportsUse: InvalidateRead returns the value only if a
+// lookup returned it since its install, drops it either way, and a value
+// that Replace installs in place of one in use counts as in use.
+func TestInvalidateReadReportsUse(t *testing.T) {
+	c := newCache(t, 1<<20)
+	h := c.HashString("k")
+
+	install(t, c, "k", "unread")
+	if v, used := c.InvalidateRead(h, "k"); used {
+		t.Fatalf("an entry never looked up reported in use (%q)", v)
+	}
+	if _, ok := get(c, "k"); ok {
+		t.Fatal("InvalidateRead left the entry")
+	}
+
+	install(t, c, "k", "read")
+	if _, ok := get(c, "k"); !ok {
+		t.Fatal("installed entry not found")
+	}
+	if _, used := c.InvalidateRead(h, "other"); used {
+		t.Fatal("in use under another key")
+	}
+	install(t, c, "k", "read")
+	get(c, "k")
+	if v, used := c.InvalidateRead(h, "k"); !used || v != "read" {
+		t.Fatalf("InvalidateRead of an entry looked up = %q, %v", v, used)
+	}
+
+	// A writer replaces an entry in use: the new one is in use too.
+	install(t, c, "k", "old")
+	get(c, "k")
+	before := c.Stamp(h)
+	after, ok := c.Replace([]uint64{h}, []local.Stamp{before})
+	if !ok[0] || !c.Install(h, "k", "new", 3, 0, after[0]) {
+		t.Fatal("Replace or the install after it refused")
+	}
+	c.Wait()
+	if v, used := c.InvalidateRead(h, "k"); !used || v != "new" {
+		t.Fatalf("the replacement of an entry in use: %q, %v", v, used)
+	}
+
+	// And one that replaces an entry not in use is not.
+	install(t, c, "k", "old")
+	before = c.Stamp(h)
+	after, ok = c.Replace([]uint64{h}, []local.Stamp{before})
+	if !ok[0] || !c.Install(h, "k", "new", 3, 0, after[0]) {
+		t.Fatal("Replace or the install after it refused")
+	}
+	c.Wait()
+	if _, used := c.InvalidateRead(h, "k"); used {
+		t.Fatal("the replacement of an entry not in use reported in use")
+	}
+}

@@ -175,10 +175,10 @@ func drawChart(d dataset, path string) error {
 
 	var zops []float64
 	var zlabels []string
-	for _, impl := range []string{"tiered", "go-redis-cache"} {
+	for _, impl := range []string{"tiered", "tiered-refetch", "go-redis-cache"} {
 		n := "Zipf/impl=" + impl
 		zops = append(zops, v(n, "ops/s")/1e3)
-		zlabels = append(zlabels, fmt.Sprintf("%s\nL1 %.0f%%", map[string]string{"tiered": "tiered", "go-redis-cache": "go-redis/cache"}[impl], v(n, "l1-hit-%")))
+		zlabels = append(zlabels, fmt.Sprintf("%s\nL1 %.0f%%", map[string]string{"tiered": "tiered", "tiered-refetch": "tiered\nrefetch", "go-redis-cache": "go-redis/cache"}[impl], v(n, "l1-hit-%")))
 	}
 	p, e = bars(fmt.Sprintf("Zipf 95/5, 4 instances (sturdyc, in-proc: %.0fk)", v("Zipf/impl=sturdyc", "ops/s")/1e3),
 		"k ops/s (higher is better)", zlabels, series{"", zops})

@@ -105,7 +105,7 @@ var expected = []string{
 	"FetchMiss/impl=redis-get-set", "FetchMiss/impl=tiered", "FetchMiss/impl=go-redis-cache", "FetchMiss/impl=paired",
 	"Stampede/impl=tiered", "Stampede/impl=go-redis-cache", "Stampede/impl=sturdyc",
 	"Invalidation/impl=tiered", "Invalidation/impl=redis-pubsub", "Invalidation/impl=redis-pubsub-direct",
-	"Zipf/impl=tiered", "Zipf/impl=go-redis-cache", "Zipf/impl=sturdyc",
+	"Zipf/impl=tiered", "Zipf/impl=tiered-refetch", "Zipf/impl=go-redis-cache", "Zipf/impl=sturdyc",
 	"Memory/scenario=entries/impl=tiered", "Memory/scenario=entries/impl=ristretto",
 	"Memory/scenario=budget/impl=tiered", "Memory/scenario=budget/impl=ristretto",
 	"EarlyRefresh/impl=tiered-expiry", "EarlyRefresh/impl=tiered-early", "EarlyRefresh/impl=tiered-early-stale",
