@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"testing"
 	"time"
 
@@ -18,9 +19,10 @@ import (
 )
 
 const (
-	memEntries = 100_000  // entries of the per-entry scenario
-	memBudget  = 64 << 20 // the in-process budget of the budget scenario
-	memFill    = 2        // the budget scenario inserts this many budgets' worth
+	memEntries = 100_000   // entries of the per-entry scenario
+	memBudget  = 64 << 20  // the in-process budget of the budget scenario
+	memLarge   = 1_000_000 // entries the budget1M scenario's budget holds
+	memFill    = 2         // the budget scenarios insert this many budgets' worth
 	warmBatch  = 1000
 )
 
@@ -166,6 +168,11 @@ func newMemCache(b *testing.B, impl string, budget int64) memCache {
 // ristretto is given the same budget, with the JSON size plus key as cost.
 // The peers without a byte budget (go-redis/cache's TinyLFU, sturdyc) have
 // no place in it.
+//
+// scenario=budget1M: the same with a budget that holds memLarge entries
+// (473 MiB; 2.3 million inserted), to see whether the per-entry estimates
+// and the reserves hold at that size too. A run of it takes one to two
+// minutes on 2 cores.
 func BenchmarkMemory(b *testing.B) {
 	entryIDs := ids("m", memEntries)
 	for _, impl := range []string{"tiered", "ristretto", "go-redis-cache", "sturdyc"} {
@@ -194,35 +201,59 @@ func BenchmarkMemory(b *testing.B) {
 		})
 	}
 
-	// How many entries are memFill budgets' worth by our accounting.
-	one := makeUser("b-100000")
-	data, _ := json.Marshal(one)
-	perEntry := int64(len(data)) + int64(len(memKey(one.ID))) + entryOverhead(b)
-	budgetIDs := ids("b", int(memFill*memBudget/perEntry))
-	for _, impl := range []string{"tiered", "ristretto"} {
-		b.Run("scenario=budget/impl="+impl, func(b *testing.B) {
-			var heap, cost, held float64
-			for b.Loop() {
-				before := liveHeap()
-				m := newMemCache(b, impl, memBudget)
-				m.fill(budgetIDs)
-				time.Sleep(10 * time.Millisecond) // let evictions settle
-				after := liveHeap()
-				writeHeapProfile(b, "budget-"+impl)
-				heap += float64(after) - float64(before)
-				cost += float64(m.cost())
-				held += float64(m.held(budgetIDs))
-				m.close()
-			}
-			n := float64(b.N)
-			b.ReportMetric(heap/n/(1<<20), "heap-MiB")
-			b.ReportMetric(memBudget/(1<<20), "budget-MiB")
-			b.ReportMetric(heap/n/memBudget, "heap/budget")
-			b.ReportMetric(cost/n/(1<<20), "accounted-MiB")
-			b.ReportMetric(held/n, "held")
-			b.ReportMetric(float64(len(budgetIDs)), "inserted")
-		})
+	perEntry := accountedPerEntry(b)
+	budgets := []struct {
+		name   string
+		budget int64
+	}{
+		{"budget", memBudget},
+		{"budget1M", int64(float64(memLarge*perEntry) / entryShare(b))},
 	}
+	for _, s := range budgets {
+		for _, impl := range []string{"tiered", "ristretto"} {
+			b.Run("scenario="+s.name+"/impl="+impl, func(b *testing.B) {
+				// memFill budgets' worth by our accounting; made here so
+				// that a run of other scenarios does not pay for them.
+				budgetIDs := ids("b", int(memFill*s.budget/perEntry))
+				benchBudget(b, impl, s.name, s.budget, budgetIDs)
+			})
+		}
+	}
+}
+
+// benchBudget sends impl's cache, given budget bytes, fresh values for
+// budgetIDs, and reports the live heap growth from before the cache was
+// made against the budget. name names the heap profile.
+func benchBudget(b *testing.B, impl, name string, budget int64, budgetIDs []string) {
+	var heap, cost, held float64
+	for b.Loop() {
+		before := liveHeap()
+		m := newMemCache(b, impl, budget)
+		m.fill(budgetIDs)
+		time.Sleep(10 * time.Millisecond) // let evictions settle
+		after := liveHeap()
+		writeHeapProfile(b, name+"-"+impl)
+		heap += float64(after) - float64(before)
+		cost += float64(m.cost())
+		held += float64(m.held(budgetIDs))
+		m.close()
+	}
+	n := float64(b.N)
+	b.ReportMetric(heap/n/(1<<20), "heap-MiB")
+	b.ReportMetric(float64(budget)/(1<<20), "budget-MiB")
+	b.ReportMetric(heap/n/float64(budget), "heap/budget")
+	b.ReportMetric(cost/n/(1<<20), "accounted-MiB")
+	b.ReportMetric(held/n, "held")
+	b.ReportMetric(float64(len(budgetIDs)), "inserted")
+}
+
+// accountedPerEntry returns what the in-process tier accounts to one
+// user-like entry: its JSON size, its key and entryOverhead.
+func accountedPerEntry(b *testing.B) int64 {
+	one := makeUser("b-100000")
+	data, err := json.Marshal(one)
+	check(b, err)
+	return int64(len(data)) + int64(len(memKey(one.ID))) + entryOverhead(b)
 }
 
 // writeHeapProfile writes the live heap to $BENCH_HEAPPROFILE.name.pprof
@@ -239,6 +270,27 @@ func writeHeapProfile(b *testing.B, name string) {
 	check(b, err)
 	defer f.Close()
 	check(b, pprof.WriteHeapProfile(f))
+}
+
+// entryShare measures the share of its budget the in-process tier gives
+// to entries; the rest pays for ristretto's own structures and slack. It
+// sends a small cache twice its budget's worth of entries, so that it is
+// full, and reads what it accounts.
+func entryShare(b *testing.B) float64 {
+	const budget, size = 4 << 20, 1000
+	c, err := local.New[[]byte](local.Config{MaxBytes: budget})
+	check(b, err)
+	defer c.Close()
+	for i := range 2 * budget / size {
+		key := strconv.Itoa(i)
+		h := c.HashString(key)
+		c.Install(h, key, nil, size, 0, c.Stamp(h))
+		if i%warmBatch == warmBatch-1 {
+			c.Wait()
+		}
+	}
+	c.Wait()
+	return float64(c.Cost()) / budget
 }
 
 // entryOverhead measures what the in-process tier accounts to one entry

@@ -51,7 +51,7 @@ type zipfInstance struct {
 type zipfCounts struct {
 	l1, l2, miss                   uint64
 	dropped, rejected, invalidated uint64
-	refetched                      uint64
+	refetched, evicted             uint64
 }
 
 // zipfImpl is one implementation under the workload.
@@ -203,6 +203,7 @@ func BenchmarkZipf(b *testing.B) {
 				b.ReportMetric(float64(after.refetched-before.refetched)/float64(b.N), "refetch/op")
 				b.ReportMetric(float64(after.dropped-before.dropped)/float64(b.N), "l1-dropped/op")
 				b.ReportMetric(float64(after.rejected-before.rejected)/float64(b.N), "l1-rejected/op")
+				b.ReportMetric(float64(after.evicted-before.evicted)/float64(b.N), "l1-evicted/op")
 				b.ReportMetric(float64(after.invalidated-before.invalidated)/float64(b.N), "inval-recv/op")
 			}
 		})
@@ -296,6 +297,7 @@ func zipfTiered(prefix string, mut ...func(*tiered.Options)) func(*testing.B, []
 				st := c.Stats()
 				z.dropped += st.L1Dropped
 				z.rejected += st.L1Rejected
+				z.evicted += st.L1Evicted
 				z.invalidated += st.InvalidationsReceived
 				s := cacheStats(c, "user")
 				z.l1, z.l2, z.miss = z.l1+s.HitsL1, z.l2+s.HitsL2, z.miss+s.Misses

@@ -152,7 +152,7 @@ func (c *Cache[V]) keep(r *read[V], v V, data []byte, degraded bool, s local.Sta
 		}
 		v = cp
 	}
-	c.install(r.h, r.key, &held[V]{v: v, fresh: r.fresh, took: r.took}, len(data), r.co.l1ttl, degraded, s)
+	c.install(r.h, r.key, &held[V]{v: v, fresh: r.fresh, tookMicros: micros(r.took)}, len(data), r.co.l1ttl, degraded, s)
 }
 
 // keepAbsent installs a cached absence of r's key, fenced by s.

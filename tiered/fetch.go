@@ -410,6 +410,7 @@ func (c *Cache[V]) fill(ctx context.Context, r *read[V], lease *lock.Lease, v V,
 	start := time.Now()
 	err := lease.Fill(ctx, stored, ttl, r.co.reload, channel, msg)
 	c.c.metrics.observe(opSet, start)
+	c.c.wake.wake(r.h)
 	switch {
 	case errors.Is(err, lock.ErrLost):
 		c.counters.leaseLost.inc()

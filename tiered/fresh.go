@@ -13,10 +13,13 @@ import (
 // held is what the in-process tier keeps for a key: the value, or a cached
 // absence, and what early refresh and serving stale need to know of it.
 type held[V any] struct {
-	v      V
-	fresh  int64 // when its TTL ends, in Unix nanoseconds; 0: never or unknown
-	took   int64 // how long its load took here, in nanoseconds; 0: unknown
-	absent bool  // a cached absence: reads return ErrNotFound
+	v     V
+	fresh int64 // when its TTL ends, in Unix nanoseconds; 0: never or unknown
+	// tookMicros is how long its load took here, in microseconds (at most
+	// about 35 minutes); 0: unknown. Narrow, with absent, so that owner
+	// costs no memory: the struct stays in the allocation class it had.
+	tookMicros int32
+	absent     bool // a cached absence: reads return ErrNotFound
 	// owner is the cache that installed it, which can read it again
 	// (Options.RefetchInvalidated).
 	owner *Cache[V]
@@ -88,7 +91,7 @@ func (c *Cache[V]) refreshDue(hd *held[V]) bool {
 	if c.fresh.beta == 0 {
 		return false
 	}
-	delta := hd.took
+	delta := int64(hd.tookMicros) * int64(time.Microsecond)
 	if delta == 0 {
 		delta = c.loadNanos.Load()
 	}
@@ -151,6 +154,11 @@ func (c *Cache[V]) refreshFailed(key string, err error) {
 	c.counters.refreshErrors.inc()
 	c.refreshLog.warn(c.c.opts.Logger, "tiered: refresh failed; the current value is served until it expires",
 		"resource_type", c.resource, "key", key, "error", err)
+}
+
+// micros returns nanos in whole microseconds, within an int32.
+func micros(nanos int64) int32 {
+	return int32(min(nanos/int64(time.Microsecond), math.MaxInt32))
 }
 
 // noteLoad folds a load's duration into the cache's running estimate.

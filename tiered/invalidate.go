@@ -58,18 +58,25 @@ func (h busHandler) Down(err error) {
 // or an explicit invalidation from another service. A fill is of a key
 // loaded fresh into Redis; a copy here can only predate it (an expiry, a
 // write this process has not heard of yet), so it fences like any write.
+// The bus drops this process's own messages before decoding them: what
+// they say was applied here when it was written, and the writer woke this
+// process's waiters itself (wakeKeys).
 func (h busHandler) Message(m wire.Message) {
 	c := h.c
 	if m.Origin == c.opts.InstanceID {
-		// Applied here when it was written; wake this process's waiters,
-		// whose next read will see the write.
-		for _, k := range m.Keys {
-			c.wake.wake(c.hashString(k))
-		}
-		return
+		return // not sent by the bus; another process using our id
 	}
 	c.counters.received.inc()
 	c.invalidate(m.Keys)
+}
+
+// wakeKeys wakes this process's callers waiting for another process to
+// fill keys, after this process wrote, filled or deleted them: their next
+// read of Redis sees the write.
+func (c *Client) wakeKeys(keys ...string) {
+	for _, k := range keys {
+		c.wake.wake(c.hashString(k))
+	}
 }
 
 // Invalidate applies Redis's own report of modified keys (tracking): any
@@ -291,6 +298,7 @@ func (c *Client) replay() bool {
 		msgs, err := c.bus.EncodeAll(wire.KindInvalidate, batch...)
 		if err == nil {
 			err = c.store.DeleteMany(c.ctx, batch, leases, c.opts.Channel, msgs)
+			c.wakeKeys(batch...)
 		}
 		if err != nil {
 			if !isBreakerRefusal(err) {

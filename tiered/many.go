@@ -257,6 +257,7 @@ func (c *Cache[V]) fillMany(ctx context.Context, b manyFills, out map[string]V, 
 	start := time.Now()
 	results, err := c.c.leases.FillMany(ctx, b.fills, co.reload, channel, msgs)
 	c.c.metrics.observe(opSet, start)
+	c.c.wakeKeys(keys...)
 	if err != nil {
 		c.redisError("fill", err)
 		c.fillLog.warn(c.c.opts.Logger, "tiered: fetch many: values loaded but not cached", "resource_type", c.resource, "keys", len(b.fills), "error", err)

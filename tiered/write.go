@@ -60,6 +60,7 @@ func (c *Cache[V]) set(ctx context.Context, id string, v V, opts []Option) error
 		start := time.Now()
 		err = c.c.store.Set(ctx, store.Entry{Key: key, Lease: lock.Key(key), Value: stored, TTL: ttl}, channel, msg)
 		c.c.metrics.observe(opSet, start)
+		c.c.wake.wake(h)
 		if err != nil {
 			// Applied or not, the write may have left stale copies around.
 			c.c.l1Invalidate(h)
@@ -119,6 +120,7 @@ func (c *Cache[V]) del(ctx context.Context, id string, opts []Option) error {
 	start := time.Now()
 	err = c.c.store.Delete(ctx, key, lock.Key(key), c.c.opts.Channel, msg, tracked)
 	c.c.metrics.observe(opDelete, start)
+	c.c.wake.wake(h)
 	// Again after the write: a load that read Redis before the delete and
 	// installs after the first invalidation must fail too.
 	c.c.l1Invalidate(h)
@@ -220,6 +222,7 @@ func (c *Cache[V]) warmBatch(ctx context.Context, batch []warmItem[V], co call) 
 		start := time.Now()
 		err := c.c.store.SetMany(ctx, entries, channel, msgs)
 		c.c.metrics.observe(opSet, start)
+		c.c.wakeKeys(keyList...)
 		if err != nil {
 			for _, it := range batch {
 				c.c.l1Invalidate(it.h)

@@ -4,11 +4,13 @@ import (
 	"github.com/tieredcache/tieredcache/internal/wire"
 
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,8 +32,9 @@ type Handler interface {
 	// connection was lost or could not be made. It is called once per
 	// outage; Up follows once every connection is back.
 	Down(err error)
-	// Message delivers a valid message of the app channel, including this
-	// process's own.
+	// Message delivers a valid message of the app channel from another
+	// process. The bus drops its own messages (those Encode made with its
+	// Origin) before decoding them.
 	Message(m wire.Message)
 	// Invalidate reports keys under Config.TrackPrefix that Redis saw
 	// modified: by any client (this process included), by expiry or by
@@ -77,6 +80,7 @@ type Config struct {
 // Redis tracks keys for it, else one subscription to the app channel.
 type Bus struct {
 	cfg       Config
+	own       string // how this process's messages begin: {"origin":<Origin>,
 	rdb       redis.UniversalClient
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -132,9 +136,13 @@ func New(rdb redis.UniversalClient, cfg Config) (*Bus, error) {
 		cfg.MaxBackoff = 2 * time.Second
 	}
 	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.MinBackoff)
+	origin, err := json.Marshal(cfg.Origin)
+	if err != nil {
+		return nil, fmt.Errorf("remote: bus origin: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Bus{
-		cfg: cfg, rdb: rdb, ctx: ctx, cancel: cancel,
+		cfg: cfg, own: `{"origin":` + string(origin) + `,`, rdb: rdb, ctx: ctx, cancel: cancel,
 		done: make(chan struct{}), ready: make(chan struct{}), fallback: make(chan struct{}),
 		links: make(map[*link]struct{}),
 	}
@@ -312,6 +320,9 @@ func (b *Bus) deliver(l *link, m *redis.Message) {
 	}
 	switch {
 	case m.Channel == b.cfg.Channel:
+		if strings.HasPrefix(m.Payload, b.own) {
+			return // this process's own: applied when it was written
+		}
 		msg, err := wire.Decode([]byte(m.Payload))
 		if err != nil {
 			b.cfg.Handler.Malformed(err)

@@ -222,8 +222,21 @@ func TestBusDeliversAndValidates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			after, err := wire.Encode(wire.Message{Origin: "peer", Keys: []string{"k3"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Delivered in order: by the time k3 arrives, the bus has seen
+			// its own message, and dropped it.
 			pub.Publish(ctx, ch, own)
-			rec.await(t, "own message", func(r *recorder) bool { return len(r.msgs) == 2 })
+			pub.Publish(ctx, ch, after)
+			rec.await(t, "the message after its own", func(r *recorder) bool { return len(r.msgs) == 2 })
+			rec.mu.Lock()
+			got = rec.msgs[1]
+			rec.mu.Unlock()
+			if got.Keys[0] != "k3" {
+				t.Fatalf("own message delivered: %+v", got)
+			}
 			if err := bus.Close(); err != nil {
 				t.Fatal(err)
 			}

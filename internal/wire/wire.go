@@ -35,6 +35,8 @@ var ErrMalformed = errors.New("remote: malformed bus message")
 //	{"origin":"api-7f9c","kind":"invalidate","keys":["app:tenant-global:user:42:v1"]}
 type Message struct {
 	// Origin identifies the publishing process; a process ignores its own.
+	// It is encoded first, so that a process recognises its own messages
+	// by their beginning, without decoding them.
 	Origin string `json:"origin"`
 	// Kind is KindInvalidate (the default when empty) or KindFill. Unknown
 	// kinds are treated as KindInvalidate: dropping a copy is always safe.
