@@ -38,6 +38,7 @@ type options struct {
 	early                float64
 	stale                time.Duration
 	refetch              bool
+	pubsubOnly           bool
 	loaderMax, slowMax   time.Duration
 	writeEvery           time.Duration
 	settle               time.Duration
@@ -166,12 +167,16 @@ func (c *coordinator) run(ctx context.Context) (*result, error) {
 	var foreignOps []Op
 	var faults []Fault
 	fw := &foreignWriter{cache: c.client(res.cacheAddr), truth: c.client(res.truthAddr), lay: res.lay, names: c.names, ttl: o.ttl, every: o.writeEvery}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_ = sleepCtx(wctx, time.Until(start))
-		foreignOps = fw.run(wctx, mrand.New(mrand.NewPCG(o.seed, 0xf0)))
-	}()
+	if !o.pubsubOnly {
+		// A foreign writer publishes nothing: in pub/sub mode nobody would
+		// hear it, as documented, so it only runs where Redis reports it.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = sleepCtx(wctx, time.Until(start))
+			foreignOps = fw.run(wctx, mrand.New(mrand.NewPCG(o.seed, 0xf0)))
+		}()
+	}
 	var injErr error
 	if len(plan) > 0 {
 		inj := &injector{server: c.cache, admin: admin}
@@ -304,7 +309,7 @@ func (c *coordinator) startWorkers(ctx context.Context, res *result, slow []wind
 		cfg := workerConfig{
 			ID: i, Procs: o.procs, Keys: o.keys,
 			CacheAddr: res.cacheAddr, TruthAddr: res.truthAddr, Prefix: c.prefix,
-			TTL: o.ttl, L1TTL: o.l1ttl, Early: o.early, Stale: o.stale, Refetch: o.refetch, LoaderMax: o.loaderMax, SlowMax: o.slowMax, Slow: slow,
+			TTL: o.ttl, L1TTL: o.l1ttl, Early: o.early, Stale: o.stale, Refetch: o.refetch, PubSubOnly: o.pubsubOnly, LoaderMax: o.loaderMax, SlowMax: o.slowMax, Slow: slow,
 			Readers: o.readers, WriteEvery: o.writeEvery, Seed: o.seed + uint64(i)*7919,
 			LogPath: filepath.Join(c.dir, fmt.Sprintf("worker-%d.jsonl", i)), Verbose: o.verbose,
 		}

@@ -49,6 +49,7 @@ func main() {
 	flag.Float64Var(&o.early, "early-refresh", 0, "EarlyRefresh's beta for the workers' cache (0: off)")
 	flag.DurationVar(&o.stale, "serve-stale", 0, "ServeStale's window for the workers' cache (0: off)")
 	flag.BoolVar(&o.refetch, "refetch", false, "RefetchInvalidated for the workers' Clients")
+	flag.BoolVar(&o.pubsubOnly, "pubsub-only", false, "PubSubOnly for the workers' Clients: only writers that publish invalidate, so the foreign writer does not run")
 	flag.DurationVar(&o.loaderMax, "loader-max", 100*time.Millisecond, "the loader sleeps a random 0..loader-max after reading the truth")
 	flag.DurationVar(&o.slowMax, "slow-max", 0, "the loader's limit during a slow-loaders fault (default 10 x loader-max)")
 	flag.DurationVar(&o.writeEvery, "write-every", 50*time.Millisecond, "mean pause between two writes of one writer (uniform 0..2x)")

@@ -44,8 +44,8 @@ func (r *reporter) header() {
 	}
 	r.printf("tiered-check: %d worker processes x %d readers, %d keys (%d delete, %d set, %d foreign-setex, %d foreign-del), %v, faults %s\n",
 		o.procs, o.readers, o.keys, l.NDelete, l.NSet, l.NFSetex, l.NFDelete, o.duration, faults)
-	r.printf("  TTL %v, L1TTL %v, early refresh %v, serve stale %v, refetch %v, loader 0-%v (slow 0-%v), a write every ~%v per writer, settle %v, seed %d\n",
-		o.ttl, o.l1ttl, o.early, o.stale, o.refetch, o.loaderMax, o.slowMax, o.writeEvery, o.settle, o.seed)
+	r.printf("  TTL %v, L1TTL %v, early refresh %v, serve stale %v, refetch %v, pub/sub only %v, loader 0-%v (slow 0-%v), a write every ~%v per writer, settle %v, seed %d\n",
+		o.ttl, o.l1ttl, o.early, o.stale, o.refetch, o.pubsubOnly, o.loaderMax, o.slowMax, o.writeEvery, o.settle, o.seed)
 	where := "started here"
 	if res.external {
 		where = "given with -redis"

@@ -35,6 +35,7 @@ type workerConfig struct {
 	Early      float64       // EarlyRefresh's beta; 0: off
 	Stale      time.Duration // ServeStale's window; 0: off
 	Refetch    bool          // Options.RefetchInvalidated
+	PubSubOnly bool          // Options.PubSubOnly
 	LoaderMax  time.Duration
 	SlowMax    time.Duration
 	Slow       []window // slow-loader windows, relative to the start
@@ -142,6 +143,7 @@ func workerMain(cfg workerConfig) error {
 		Logger: logger,
 
 		RefetchInvalidated: cfg.Refetch,
+		PubSubOnly:         cfg.PubSubOnly,
 	})
 	if err != nil {
 		return err
