@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"github.com/tieredcache/tieredcache/tiered"
+
 	"context"
 	"sync/atomic"
 	"testing"
@@ -76,7 +78,7 @@ func BenchmarkL1Hit(b *testing.B) {
 		}},
 		{"sturdyc", func() bool { _, ok := sc.Get(realKey); return ok }},
 	}
-	before := cacheStats(client, "user")
+	before, flushesBefore := cacheStats(client, "user"), flushes(client)
 	for _, mode := range []string{"serial", "parallel"} {
 		for _, im := range impls {
 			b.Run("mode="+mode+"/impl="+im.name, func(b *testing.B) {
@@ -109,10 +111,19 @@ func BenchmarkL1Hit(b *testing.B) {
 			pairedBlocks(b, mode == "parallel", 1000, impls[0].get, impls[1].get)
 		})
 	}
-	// Every read above must have been an L1 hit.
-	if s := cacheStats(client, "user"); s.HitsL2 != before.HitsL2 || s.Misses != before.Misses {
-		b.Fatalf("tiered reads left the in-process tier: before %+v, after %+v", before, s)
+	// Every read above must have been an L1 hit, unless the Client
+	// flushed its tier: on a starved machine its subscription can miss two
+	// pings and count as lost, and a flush sends the next read to Redis.
+	if s := cacheStats(client, "user"); (s.HitsL2 != before.HitsL2 || s.Misses != before.Misses) && flushes(client) == flushesBefore {
+		b.Fatalf("tiered reads left the in-process tier with no flush: before %+v, after %+v", before, s)
 	}
+}
+
+// flushes counts the in-process flushes of c for a lost or resumed
+// subscription.
+func flushes(c *tiered.Client) uint64 {
+	st := c.Stats()
+	return st.FlushesDown + st.FlushesGap + st.FlushesAll
 }
 
 // pairedBlocks runs blocks of floor and ours calls alternately (which comes

@@ -107,6 +107,7 @@ type Resource struct {
 	name    string
 	head    string // "{prefix}:tenant-"
 	mid     string // ":{resource}:"
+	global  string // "{prefix}:tenant-global:{resource}:"
 	version string // default version
 	tail    string // ":{version}"
 }
@@ -120,8 +121,9 @@ func (b *Builder) Resource(name string) (*Resource, error) {
 }
 
 func (b *Builder) resource(name string) *Resource {
+	head, mid := b.prefix+":tenant-", ":"+name+":"
 	return &Resource{
-		b: b, name: name, head: b.prefix + ":tenant-", mid: ":" + name + ":",
+		b: b, name: name, head: head, mid: mid, global: head + Global + mid,
 		version: b.version, tail: ":" + b.version,
 	}
 }
@@ -140,6 +142,37 @@ func (r *Resource) WithVersion(v string) (*Resource, error) {
 // a dst of enough capacity it does not allocate, which is what lets a cache
 // look a key up without building a string.
 func (r *Resource) Append(dst []byte, ctx context.Context, id string, parts ...Part) ([]byte, error) {
+	if len(parts) > 0 {
+		return r.appendParts(dst, ctx, id, parts)
+	}
+	// The common case, inline: the tenant comes from ctx (checked when
+	// WithTenant stored it) or is the global one, the version is the
+	// default, and only id needs a check.
+	t, hasTenant := tenantOf(ctx)
+	switch {
+	case !hasTenant && r.b.enforce:
+		return dst, ErrTenantRequired
+	case hasTenant && !t.valid:
+		return dst, validate("tenant", t.id)
+	}
+	if !plain(id) {
+		if err := check("id", id); err != nil {
+			return dst, err
+		}
+	}
+	if hasTenant {
+		dst = append(dst, r.head...)
+		dst = append(dst, t.id...)
+		dst = append(dst, r.mid...)
+	} else {
+		dst = append(dst, r.global...)
+	}
+	dst = append(dst, id...)
+	return append(dst, r.tail...), nil
+}
+
+// appendParts is Append with parts.
+func (r *Resource) appendParts(dst []byte, ctx context.Context, id string, parts []Part) ([]byte, error) {
 	tenant, version, suffix, err := r.b.resolve(ctx, parts)
 	if err != nil {
 		return dst, err
@@ -178,15 +211,18 @@ func (b *Builder) resolve(ctx context.Context, parts []Part) (tenant, version, s
 			suffix = p.val
 		}
 	}
-	if !hasTenant && ctx != nil {
-		tenant, hasTenant = TenantFrom(ctx)
+	checked := false // a tenant from ctx was checked by WithTenant
+	if !hasTenant {
+		var t ctxTenant
+		t, hasTenant = tenantOf(ctx)
+		tenant, checked = t.id, t.valid
 	}
 	switch {
 	case !hasTenant && b.enforce:
 		return "", "", "", ErrTenantRequired
 	case !hasTenant:
 		tenant = Global
-	default:
+	case !checked:
 		if err = validate("tenant", tenant); err != nil {
 			return "", "", "", err
 		}
@@ -218,7 +254,17 @@ var rejected = func() (t [256]bool) {
 	return t
 }()
 
+// validate returns an error wrapping ErrInvalidKey if s may not be a key
+// part; what names the part in the message.
 func validate(what, s string) error {
+	if plain(s) {
+		return nil
+	}
+	return check(what, s)
+}
+
+// check is validate without the fast path for plain parts.
+func check(what, s string) error {
 	if s == "" {
 		return &partError{what: what, val: s, why: "is empty"}
 	}
@@ -235,6 +281,50 @@ func validate(what, s string) error {
 	}
 	return nil
 }
+
+// plain reports whether s, of 8 to maxPartLen bytes, holds none of the
+// bytes that rejected marks, reading it 8 bytes at a time; the last 8
+// bytes are read even when they overlap the ones before. False for any
+// other length, and whenever unsure: check then decides.
+func plain(s string) bool {
+	if len(s) < 8 || len(s) > maxPartLen {
+		return false
+	}
+	var bad uint64
+	for i := 0; i < len(s)-8; i += 8 {
+		bad |= rejectedIn(load64(s, i))
+	}
+	return bad|rejectedIn(load64(s, len(s)-8)) == 0
+}
+
+// load64 returns the 8 bytes of s from i, the first in the low bits.
+func load64(s string, i int) uint64 {
+	_ = s[i+7]
+	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+}
+
+// Byte-wise arithmetic on 8 bytes packed in a uint64: ones has 1 in every
+// byte, highs the top bit of every byte.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// rejectedIn returns a non-zero value if any of the 8 bytes in x is one
+// that rejected marks: up to ' ', from 0x7f, ':', '{' or '}'. Each term
+// sets the top bit of the lowest byte it is about, so none misses a byte
+// (a term may also flag bytes above the one it found, which only costs
+// a look at the byte table).
+func rejectedIn(x uint64) uint64 {
+	bad := x | (x + ones)          // from 0x7f: 0x7f+1 reaches the top bit
+	bad |= (x - (' '+1)*ones) &^ x // up to ' ': the subtraction borrows
+	bad |= zeroIn(x^':'*ones) | zeroIn(x^'{'*ones) | zeroIn(x^'}'*ones)
+	return bad & highs
+}
+
+// zeroIn sets the top bit of the lowest zero byte of y.
+func zeroIn(y uint64) uint64 { return (y - ones) &^ y }
 
 func validateUnicode(what, s string) error {
 	for _, r := range s {
@@ -262,14 +352,33 @@ func (e *partError) Unwrap() error { return ErrInvalidKey }
 
 type tenantKey struct{}
 
+// ctxTenant is what WithTenant stores: the tenant, and whether it is a
+// valid key part, checked once there rather than for every key built.
+type ctxTenant struct {
+	id    string
+	valid bool
+}
+
 // WithTenant returns a copy of ctx that carries tenantID. Keys built with
-// that context use it unless a call names a tenant with Tenant.
+// that context use it unless a call names a tenant with Tenant; building
+// one fails with ErrInvalidKey if tenantID is not a valid key part.
 func WithTenant(ctx context.Context, tenantID string) context.Context {
-	return context.WithValue(ctx, tenantKey{}, tenantID)
+	t := ctxTenant{id: tenantID, valid: validate("tenant", tenantID) == nil}
+	return context.WithValue(ctx, tenantKey{}, t)
 }
 
 // TenantFrom returns the tenant carried by ctx, if any.
 func TenantFrom(ctx context.Context) (string, bool) {
-	t, ok := ctx.Value(tenantKey{}).(string)
+	t, ok := tenantOf(ctx)
+	return t.id, ok
+}
+
+// tenantOf returns what WithTenant stored in ctx, if anything; ctx may be
+// nil.
+func tenantOf(ctx context.Context) (ctxTenant, bool) {
+	if ctx == nil {
+		return ctxTenant{}, false
+	}
+	t, ok := ctx.Value(tenantKey{}).(ctxTenant)
 	return t, ok
 }

@@ -138,6 +138,8 @@ func TestInvalidParts(t *testing.T) {
 		{"colon in id", bg, "user", "1:2", nil},
 		{"colon in resource", bg, "us:er", "1", nil},
 		{"forged tenant in context", keys.WithTenant(bg, "org-1:user"), "user", "1", nil},
+		{"forged tenant in context, with a suffix", keys.WithTenant(bg, "org-1:user"), "user", "1", []keys.Part{keys.Suffix("s")}},
+		{"long forged tenant in context", keys.WithTenant(bg, "org-123456:user"), "user", "1", nil},
 		{"forged tenant part", bg, "user", "1", []keys.Part{keys.Tenant("org-1:user")}},
 		{"empty tenant part", bg, "user", "1", []keys.Part{keys.Tenant("")}},
 		{"empty tenant in context", keys.WithTenant(bg, ""), "user", "1", nil},
@@ -171,6 +173,63 @@ func TestInvalidParts(t *testing.T) {
 	if _, err := b.Build(bg, "user", strings.Repeat("a", 257)); !errors.Is(err, keys.ErrInvalidKey) {
 		t.Fatalf("part of 257 bytes = %v, want ErrInvalidKey", err)
 	}
+}
+
+// TestEveryByte puts each byte value at each position of ids of 1 to 24
+// bytes, so that every byte of the 8-byte words that validation reads at
+// once, the overlapping last one included, meets every value: an id is
+// valid exactly when the byte is printable ASCII other than ':', '{' and
+// '}' (a lone byte from 0x80 is not UTF-8).
+func TestEveryByte(t *testing.T) {
+	r := resource(t, "app", "user")
+	for n := 1; n <= 24; n++ {
+		id := []byte(strings.Repeat("a", n))
+		for pos := range n {
+			for c := range 256 {
+				id[pos] = byte(c)
+				want := c > ' ' && c < 0x7f && c != ':' && c != '{' && c != '}'
+				_, err := r.Append(nil, context.Background(), string(id))
+				if got := err == nil; got != want {
+					t.Fatalf("id %q (byte %#x at %d of %d): accepted %v, want %v (%v)", id, c, pos, n, got, want, err)
+				}
+			}
+			id[pos] = 'a'
+		}
+	}
+}
+
+// TestBadByteAmongOthers: a byte that is not allowed is found whatever
+// its neighbours, including bytes that the 8-byte check treats specially
+// (0x7e, 0x7f, 0x80, 0xff, multi-byte UTF-8).
+func TestBadByteAmongOthers(t *testing.T) {
+	r := resource(t, "app", "user")
+	fills := []string{"~~~~~~~~~~~~~~~~", "!!!!!!!!!!!!!!!!", "ééééééééé", "zzzzzzzzzzzzzzzz", "9;9;9;9;9;9;9;9;"}
+	for _, fill := range fills {
+		if _, err := r.Append(nil, context.Background(), fill); err != nil {
+			t.Fatalf("valid id %q rejected: %v", fill, err)
+		}
+		for _, bad := range []string{":", "{", "}", " ", "\x00", "\x7f", "\xff", "\x80", "\u00a0"} {
+			for pos := 0; pos <= len(fill); pos++ {
+				id := fill[:pos] + bad + fill[pos:]
+				if _, err := r.Append(nil, context.Background(), id); !errors.Is(err, keys.ErrInvalidKey) {
+					t.Fatalf("id %q accepted (%v)", id, err)
+				}
+			}
+		}
+	}
+}
+
+func resource(t *testing.T, prefix, name string) *keys.Resource {
+	t.Helper()
+	b, err := keys.New(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := b.Resource(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 func TestNewValidates(t *testing.T) {
@@ -219,11 +278,21 @@ func BenchmarkAppend(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx := keys.WithTenant(context.Background(), "org-123")
-	buf := make([]byte, 0, 128)
-	b.ReportAllocs()
-	for b.Loop() {
-		buf, _ = r.Append(buf[:0], ctx, "uuid-456")
+	ctxs := []struct {
+		name string
+		ctx  context.Context
+	}{
+		{"tenant=context", keys.WithTenant(context.Background(), "org-123")},
+		{"tenant=global", context.Background()},
+	}
+	for _, c := range ctxs {
+		b.Run(c.name, func(b *testing.B) {
+			buf := make([]byte, 0, 128)
+			b.ReportAllocs()
+			for b.Loop() {
+				buf, _ = r.Append(buf[:0], c.ctx, "uuid-456")
+			}
+		})
 	}
 }
 

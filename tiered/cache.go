@@ -84,7 +84,17 @@ func NewCache[V any](c *Client, resource string, opts ...Option) (*Cache[V], err
 
 func (c *Cache[V]) stats() CacheStats { return c.counters.snapshot(c.resource) }
 
+// appendKey appends the key of id under the call options co to dst.
 func (c *Cache[V]) appendKey(dst []byte, ctx context.Context, id string, co call) ([]byte, error) {
+	return c.buildKey(dst, ctx, id, &co)
+}
+
+// buildKey is appendKey with co by reference, which the read path uses:
+// a call is too large to copy for nothing on every hit.
+func (c *Cache[V]) buildKey(dst []byte, ctx context.Context, id string, co *call) ([]byte, error) {
+	if !co.hasTenant && !co.hasVersion && co.suffix == "" {
+		return c.keys.Append(dst, ctx, id)
+	}
 	var parts [3]keys.Part
 	n := 0
 	if co.hasTenant {
@@ -105,15 +115,16 @@ func (c *Cache[V]) appendKey(dst []byte, ctx context.Context, id string, co call
 // l1Get looks key up in the in-process tier. The tier holds a pointer to
 // each value, so a hit copies the value once, into the caller's result,
 // however large it is.
-func (c *Cache[V]) l1Get(h uint64, key []byte) (*held[V], bool) {
+// It returns nil on a miss.
+func (c *Cache[V]) l1Get(h uint64, key []byte) *held[V] {
 	if c.noL1 {
-		return nil, false
+		return nil
 	}
 	if v, ok := c.c.l1.Get(h, key); ok {
-		p, ok := v.(*held[V])
-		return p, ok
+		p, _ := v.(*held[V])
+		return p
 	}
-	return nil, false
+	return nil
 }
 
 func (c *Cache[V]) stamp(h uint64) local.Stamp { return c.c.l1.Stamp(h) }
@@ -284,21 +295,30 @@ func (c *Cache[V]) Get(ctx context.Context, id string, opts ...Option) (V, error
 }
 
 func (c *Cache[V]) get(ctx context.Context, id string, opts []Option) (V, tier, error) {
-	var zero V
 	if c.c.closed.Load() {
-		return zero, tierNone, ErrClosed
+		return *new(V), tierNone, ErrClosed
+	}
+	co := &c.base // a call with no options: the cache's own, not copied
+	if len(opts) > 0 {
+		resolved, err := c.resolve(atGet, opts)
+		if err != nil {
+			return *new(V), tierNone, err
+		}
+		co = &resolved
 	}
 	var buf [keyBufSize]byte
-	key, h, co, hit, err := c.lookup(buf[:0], ctx, id, atGet, opts)
+	key, h, hit, err := c.findWith(buf[:0], ctx, id, co)
+	// No zero V on the way to a hit: a V can be large, and zeroing one
+	// for nothing is a cost of every hit.
 	switch {
 	case err != nil:
-		return zero, tierNone, err
+		return *new(V), tierNone, err
 	case hit != nil && hit.absent:
-		return zero, tierL1, ErrNotFound
+		return *new(V), tierL1, ErrNotFound
 	case hit != nil:
 		return hit.v, tierL1, nil
 	}
-	return c.getRemote(ctx, string(key), h, co)
+	return c.getRemote(ctx, string(key), h, *co)
 }
 
 // lookup resolves the options of a call given at o, builds the key of id
@@ -308,27 +328,33 @@ func (c *Cache[V]) lookup(buf []byte, ctx context.Context, id string, o site, op
 	if co, err = c.resolve(o, opts); err != nil {
 		return nil, 0, co, nil, err
 	}
-	key, h, hit, err = c.find(buf, ctx, id, co)
+	key, h, hit, err = c.findWith(buf, ctx, id, &co)
 	return key, h, co, hit, err
 }
 
 // find is lookup under resolved options. A hit may be a cached absence.
 func (c *Cache[V]) find(buf []byte, ctx context.Context, id string, co call) (key []byte, h uint64, hit *held[V], err error) {
-	if key, err = c.appendKey(buf, ctx, id, co); err != nil {
+	return c.findWith(buf, ctx, id, &co)
+}
+
+// findWith is find with co by reference.
+func (c *Cache[V]) findWith(buf []byte, ctx context.Context, id string, co *call) (key []byte, h uint64, hit *held[V], err error) {
+	if key, err = c.buildKey(buf, ctx, id, co); err != nil {
 		return nil, 0, nil, err
 	}
 	h = c.c.hash(key)
-	if !co.noL1 && !co.reload {
-		if p, ok := c.l1Get(h, key); ok {
-			if p.absent {
-				c.counters.negativeHits.inc()
-			} else {
-				c.counters.hitsL1.inc()
-			}
-			return key, h, p, nil
-		}
+	if co.noL1 || co.reload {
+		return key, h, nil, nil
 	}
-	return key, h, nil, nil
+	hit = c.l1Get(h, key)
+	switch {
+	case hit == nil:
+	case hit.absent:
+		c.counters.negativeHits.inc()
+	default:
+		c.counters.hitsL1.inc()
+	}
+	return key, h, hit, nil
 }
 
 // keyOf resolves the options of a call given at o and builds its key.
