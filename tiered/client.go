@@ -96,7 +96,8 @@ func New(opts Options) (*Client, error) {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	// With the in-process tier disabled, a minimal one still keeps the
 	// generations that key flights and fence installs; it never holds values.
-	lcfg := local.Config{MaxBytes: o.L1MaxBytes, Seed: c.seed, OnEvict: c.counters.l1Evicted.inc, OnReject: c.counters.l1Rejected.inc}
+	lcfg := local.Config{MaxBytes: o.L1MaxBytes, Seed: c.seed, OnEvict: c.counters.l1Evicted.inc, OnReject: c.counters.l1Rejected.inc,
+		TrackUse: o.RefetchInvalidated}
 	if o.L1MaxBytes < 0 {
 		c.l1off = true
 		lcfg = local.Config{MaxBytes: 1 << 16, Counters: 1024, Seed: c.seed}

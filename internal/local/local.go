@@ -45,6 +45,10 @@ type Config struct {
 	// Both run on ristretto's goroutine and must be quick.
 	OnEvict  func()
 	OnReject func()
+
+	// TrackUse makes Replace find out whether the entries it drops were
+	// in use (see InvalidateRead), which costs it a lookup per key.
+	TrackUse bool
 }
 
 // recentShare is the share of the budget (1/recentShare) set aside for
@@ -206,6 +210,7 @@ type Cache[V any] struct {
 	gates     [numGates]gate // of the operations under way in ristretto
 	stripes   [numStripes]stripe[V]
 	recentMax int64 // largest cost an entry may have to be kept as recent
+	trackUse  bool  // Config.TrackUse
 
 	// now is a coarse clock, nanoseconds since start on the monotonic
 	// clock (a step of the wall clock moves nothing), advanced every
@@ -246,6 +251,7 @@ func New[V any](cfg Config) (*Cache[V], error) {
 		seed = maphash.MakeSeed()
 	}
 	c := &Cache[V]{seed: seed, recentMax: cfg.MaxBytes / recentShare / numStripes, start: time.Now(), stopClock: make(chan struct{}), clockDone: make(chan struct{})}
+	c.trackUse = cfg.TrackUse
 	// ristretto's Close clears the cache through OnEvict; those are not
 	// evictions, so the callbacks stop counting once Close begins.
 	if f := cfg.OnEvict; f != nil {
@@ -393,13 +399,6 @@ func (c *Cache[V]) InvalidateRead(h uint64, key string) (v V, read bool) {
 	return v, read
 }
 
-// read reports whether the entry held for hash h, of stripe st, whose lock
-// is held, was returned by a lookup since it was installed.
-func (c *Cache[V]) read(st *stripe[V], h uint64) bool {
-	e := c.held(st, h)
-	return e != nil && e.read.Load()
-}
-
 // held returns the entry held for hash h, of stripe st, whose lock is
 // held: the stripe's latest install, or what ristretto has; nil if none,
 // or if it predates a Flush.
@@ -449,7 +448,10 @@ func (c *Cache[V]) Replace(hs []uint64, before []Stamp) (after []Stamp, ok []boo
 	for i, h := range hs {
 		st := c.stripe(h)
 		st.mu.Lock()
-		inUse[i] = c.read(st, h)
+		if c.trackUse {
+			e := c.held(st, h)
+			inUse[i] = e != nil && e.read.Load()
+		}
 		c.invalidate(st, h)
 		st.mu.Unlock()
 		perStripe[stripeOf(h)]++

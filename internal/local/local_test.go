@@ -271,7 +271,11 @@ func TestInstallIsVisibleAtOnce(t *testing.T) {
 // lookup returned it since its install, drops it either way, and a value
 // that Replace installs in place of one in use counts as in use.
 func TestInvalidateReadReportsUse(t *testing.T) {
-	c := newCache(t, 1<<20)
+	c, err := local.New[string](local.Config{MaxBytes: 1 << 20, TrackUse: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
 	h := c.HashString("k")
 
 	install(t, c, "k", "unread")
